@@ -1,0 +1,382 @@
+"""Connections, channels and consumers: the client-facing side of the broker core.
+
+Simulated clients and (later) AMQP wire clients both act through a
+:class:`Channel`, so both see the same prefetch, acknowledgement and
+redelivery rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from itertools import count
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+from .message import Message
+
+if TYPE_CHECKING:
+    from .broker import Broker, PublishOutcome
+    from .queues import Queue
+
+DeliverCallback = Callable[["ChannelConsumer", int, Message], None]
+ReturnCallback = Callable[[int, str, Message], None]
+ConfirmCallback = Callable[[int, bool, bool], None]
+
+_consumer_tags = count(1)
+
+
+class ChannelConsumer:
+    """One basic.consume: a queue, a prefetch window and a callback for deliveries."""
+
+    __slots__ = (
+        "channel",
+        "tag",
+        "queue",
+        "no_ack",
+        "exclusive",
+        "priority",
+        "prefetch",
+        "unacked",
+        "on_deliver",
+        "node_id",
+        "delivered",
+        "acked",
+    )
+
+    def __init__(
+        self,
+        channel: Channel,
+        tag: str,
+        queue: Queue,
+        no_ack: bool,
+        exclusive: bool,
+        priority: int,
+        prefetch: int,
+        on_deliver: DeliverCallback,
+        node_id: str,
+    ) -> None:
+        self.channel = channel
+        self.tag = tag
+        self.queue = queue
+        self.no_ack = no_ack
+        self.exclusive = exclusive
+        self.priority = priority
+        self.prefetch = prefetch
+        self.unacked = 0
+        self.on_deliver = on_deliver
+        self.node_id = node_id
+        self.delivered = 0
+        self.acked = 0
+
+    def has_capacity(self) -> bool:
+        if self.no_ack:
+            return True
+        if self.prefetch and self.unacked >= self.prefetch:
+            return False
+        channel = self.channel
+        return not channel.global_prefetch or channel.unacked_count < channel.global_prefetch
+
+
+class Unacked:
+    __slots__ = ("message", "queue", "consumer")
+
+    def __init__(self, message: Message, queue: Queue, consumer: ChannelConsumer | None) -> None:
+        self.message = message
+        self.queue = queue
+        self.consumer = consumer
+
+
+class Connection:
+    """A client connection to one vhost; exclusive queues belong to it."""
+
+    def __init__(self, broker: Broker, name: str, vhost: str = "/") -> None:
+        broker.get_vhost(vhost)
+        self.broker = broker
+        self.name = name
+        self.vhost = vhost
+        self.channels: dict[int, Channel] = {}
+        self.closed = False
+
+    def channel(self, number: int | None = None) -> Channel:
+        if number is None:
+            number = max(self.channels, default=0) + 1
+        if number in self.channels:
+            raise errors.command_invalid(f"second 'channel.open' seen on channel {number}")
+        channel = Channel(self, number)
+        self.channels[number] = channel
+        return channel
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        for channel in list(self.channels.values()):
+            channel.close()
+        self.closed = True
+        self.broker.connection_closed(self)
+
+
+class Channel:
+    def __init__(self, connection: Connection, number: int) -> None:
+        self.connection = connection
+        self.broker = connection.broker
+        self.vhost = connection.vhost
+        self.number = number
+        self.consumers: dict[str, ChannelConsumer] = {}
+        self.unacked: dict[int, Unacked] = {}
+        self.unacked_count = 0
+        self._next_tag = 1
+        self.prefetch_count = 0
+        self.global_prefetch = 0
+        self.confirm_mode = False
+        self.publish_seq = 0
+        self.on_return: ReturnCallback | None = None
+        self.on_confirm: ConfirmCallback | None = None
+        self.closed = False
+
+    # -- topology -------------------------------------------------------------------
+
+    def exchange_declare(self, exchange: str, exchange_type: str = "direct", **options: Any) -> None:
+        self.broker.exchange_declare(self.vhost, exchange, exchange_type, **options)
+
+    def exchange_delete(self, exchange: str, if_unused: bool = False) -> None:
+        self.broker.exchange_delete(self.vhost, exchange, if_unused=if_unused)
+
+    def queue_declare(self, queue: str = "", exclusive: bool = False, **options: Any) -> Queue:
+        owner = self.connection if exclusive else None
+        return self.broker.queue_declare(self.vhost, queue, exclusive_owner=owner, requester=self.connection, **options)
+
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
+        return self.broker.queue_delete(
+            self.vhost, queue, if_unused=if_unused, if_empty=if_empty, requester=self.connection
+        )
+
+    def queue_purge(self, queue: str) -> int:
+        return self.broker.queue_purge(self.vhost, queue, requester=self.connection)
+
+    def queue_bind(
+        self, queue: str, exchange: str, routing_key: str = "", arguments: dict[str, Any] | None = None
+    ) -> None:
+        self.broker.bind(self.vhost, exchange, queue, "queue", routing_key, arguments, requester=self.connection)
+
+    def queue_unbind(
+        self, queue: str, exchange: str, routing_key: str = "", arguments: dict[str, Any] | None = None
+    ) -> None:
+        self.broker.unbind(self.vhost, exchange, queue, "queue", routing_key, arguments, requester=self.connection)
+
+    def exchange_bind(
+        self, destination: str, source: str, routing_key: str = "", arguments: dict[str, Any] | None = None
+    ) -> None:
+        self.broker.bind(self.vhost, source, destination, "exchange", routing_key, arguments)
+
+    def exchange_unbind(
+        self, destination: str, source: str, routing_key: str = "", arguments: dict[str, Any] | None = None
+    ) -> None:
+        self.broker.unbind(self.vhost, source, destination, "exchange", routing_key, arguments)
+
+    # -- publishing -----------------------------------------------------------------
+
+    def confirm_select(self) -> None:
+        self.confirm_mode = True
+
+    def basic_publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes = b"",
+        properties: dict[str, Any] | None = None,
+        mandatory: bool = False,
+        origin: str | None = None,
+    ) -> PublishOutcome:
+        outcome = self.broker.publish(
+            self.vhost, exchange, routing_key, properties, body, mandatory=mandatory, origin=origin
+        )
+        if outcome.returned and self.on_return is not None:
+            self.on_return(312, "NO_ROUTE", outcome.message)
+        if self.confirm_mode:
+            self.publish_seq += 1
+            if self.on_confirm is not None:
+                self.on_confirm(self.publish_seq, not outcome.refused, False)
+        return outcome
+
+    # -- consuming ------------------------------------------------------------------
+
+    def basic_qos(self, prefetch_count: int, global_: bool = False) -> None:
+        if global_:
+            self.global_prefetch = prefetch_count
+            for consumer in list(self.consumers.values()):
+                consumer.queue.unblock(consumer)
+        else:
+            self.prefetch_count = prefetch_count
+
+    def basic_consume(
+        self,
+        queue: str,
+        on_deliver: DeliverCallback,
+        consumer_tag: str = "",
+        no_ack: bool = False,
+        exclusive: bool = False,
+        arguments: dict[str, Any] | None = None,
+        node_id: str | None = None,
+    ) -> str:
+        target = self.broker.lookup_queue(self.vhost, queue, requester=self.connection)
+        if not consumer_tag:
+            consumer_tag = f"amq.ctag-{next(_consumer_tags)}"
+        if consumer_tag in self.consumers:
+            raise errors.command_invalid(f"consume: attempt to reuse consumer tag '{consumer_tag}'")
+        if exclusive and target.consumers:
+            raise errors.access_refused(f"queue '{queue}' in vhost '{self.vhost}' in exclusive use")
+        if any(c.exclusive for c in target.consumers):
+            raise errors.access_refused(f"queue '{queue}' in vhost '{self.vhost}' in exclusive use")
+        priority = int((arguments or {}).get("x-priority", 0))
+        consumer = ChannelConsumer(
+            self,
+            consumer_tag,
+            target,
+            no_ack,
+            exclusive,
+            priority,
+            self.prefetch_count,
+            on_deliver,
+            node_id or f"consumer:{self.vhost}:{consumer_tag}",
+        )
+        self.consumers[consumer_tag] = consumer
+        target.add_consumer(consumer)
+        return consumer_tag
+
+    def basic_cancel(self, consumer_tag: str) -> None:
+        consumer = self.consumers.pop(consumer_tag, None)
+        if consumer is None:
+            return
+        consumer.queue.remove_consumer(consumer)
+        self.broker.consumer_cancelled(consumer.queue)
+
+    def deliver(self, consumer: ChannelConsumer, message: Message, queue: Queue) -> None:
+        tag = self._next_tag
+        self._next_tag = tag + 1
+        consumer.delivered += 1
+        broker = self.broker
+        if broker.flow.enabled:
+            broker.flow.add(broker.clock.now, "delivered", queue.node_id, consumer.node_id, message)
+        if consumer.no_ack:
+            consumer.acked += 1
+            queue.stats.acked += 1
+        else:
+            self.unacked[tag] = Unacked(message, queue, consumer)
+            consumer.unacked += 1
+            self.unacked_count += 1
+            queue.unacked += 1
+        consumer.on_deliver(consumer, tag, message)
+
+    def basic_get(self, queue: str, no_ack: bool = False) -> tuple[int, Message, int] | None:
+        target = self.broker.lookup_queue(self.vhost, queue, requester=self.connection)
+        message = target.get()
+        if message is None:
+            return None
+        tag = self._next_tag
+        self._next_tag = tag + 1
+        if no_ack:
+            target.stats.acked += 1
+        else:
+            self.unacked[tag] = Unacked(message, target, None)
+            self.unacked_count += 1
+            target.unacked += 1
+        return tag, message, target.depth
+
+    # -- settlement -----------------------------------------------------------------
+
+    def _take(self, delivery_tag: int, multiple: bool) -> list[Unacked]:
+        if multiple:
+            if delivery_tag == 0:
+                tags = list(self.unacked)
+            else:
+                tags = [tag for tag in self.unacked if tag <= delivery_tag]
+                if delivery_tag not in self.unacked and not tags:
+                    raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
+            return [self.unacked.pop(tag) for tag in tags]
+        entry = self.unacked.pop(delivery_tag, None)
+        if entry is None:
+            raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
+        return [entry]
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        entries = self._take(delivery_tag, multiple)
+        broker = self.broker
+        flow = broker.flow
+        for entry in entries:
+            entry.queue.settle_acked()
+            consumer = entry.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+                consumer.acked += 1
+                if flow.enabled:
+                    flow.add(broker.clock.now, "acked", consumer.node_id, entry.queue.node_id, entry.message)
+        self.unacked_count -= len(entries)
+        self._release(entries)
+
+    def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        entries = self._take(delivery_tag, multiple)
+        self._settle_negative(entries, requeue)
+
+    def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        self._settle_negative(self._take(delivery_tag, False), requeue)
+
+    def basic_recover(self, requeue: bool = True) -> None:
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        self._settle_negative(entries, True)
+
+    def _settle_negative(self, entries: list[Unacked], requeue: bool) -> None:
+        broker = self.broker
+        for entry in entries:
+            consumer = entry.consumer
+            if consumer is not None:
+                consumer.unacked -= 1
+            if broker.flow.enabled:
+                kind = "requeued" if requeue else "rejected"
+                node = consumer.node_id if consumer is not None else self.connection.name
+                broker.flow.add(broker.clock.now, kind, node, entry.queue.node_id, entry.message)
+            if requeue:
+                entry.queue.requeue(entry.message)
+            else:
+                entry.queue.settle_rejected(entry.message)
+        self.unacked_count -= len(entries)
+        self._release(entries)
+        if requeue:
+            for queue in {entry.queue for entry in entries}:
+                queue.dispatch()
+
+    def _release(self, entries: list[Unacked]) -> None:
+        """Room in a prefetch window: let the affected consumers take more."""
+        if self.global_prefetch:
+            for consumer in list(self.consumers.values()):
+                consumer.queue.unblock(consumer)
+            return
+        if len(entries) == 1:
+            only = entries[0].consumer
+            if only is not None and only.tag in self.consumers:
+                only.queue.unblock(only)
+            return
+        for consumer in {entry.consumer for entry in entries if entry.consumer is not None}:
+            if consumer.tag in self.consumers:
+                consumer.queue.unblock(consumer)
+
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel every consumer and requeue every unacked message, as RabbitMQ does."""
+        if self.closed:
+            return
+        cancelled = []
+        for tag in list(self.consumers):
+            consumer = self.consumers.pop(tag)
+            consumer.queue.remove_consumer(consumer)
+            cancelled.append(consumer.queue)
+        entries = list(self.unacked.values())
+        self.unacked.clear()
+        self._settle_negative(entries, True)
+        self.closed = True
+        self.connection.channels.pop(self.number, None)
+        for queue in {entry.queue for entry in entries}:
+            queue.dispatch()
+        for queue in cancelled:
+            self.broker.consumer_cancelled(queue)

@@ -1,0 +1,315 @@
+"""Routing tables: which bindings of an exchange match a message.
+
+One router per exchange type. Topic routing walks a trie of binding-key words,
+so its cost follows the routing key, not the number of bindings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from .errors import precondition_failed
+
+
+class Binding:
+    """A binding of a source exchange to a queue or exchange, with its counter."""
+
+    __slots__ = (
+        "vhost",
+        "source",
+        "destination",
+        "destination_type",
+        "routing_key",
+        "arguments",
+        "node_id",
+        "routed",
+    )
+
+    def __init__(
+        self,
+        vhost: str,
+        source: str,
+        destination: str,
+        destination_type: str,
+        routing_key: str,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.vhost = vhost
+        self.source = source
+        self.destination = destination
+        self.destination_type = destination_type
+        self.routing_key = routing_key
+        self.arguments = dict(arguments or {})
+        self.node_id = binding_id(vhost, source, destination_type, destination, routing_key, self.arguments)
+        self.routed = 0
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        """RabbitMQ identifies a binding by all of its fields, arguments included."""
+        return (
+            self.source,
+            self.destination_type,
+            self.destination,
+            self.routing_key,
+            _canonical(self.arguments),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Binding {self.node_id}>"
+
+
+def binding_id(
+    vhost: str,
+    source: str,
+    destination_type: str,
+    destination: str,
+    routing_key: str,
+    arguments: Mapping[str, Any] | None = None,
+) -> str:
+    base = f"binding:{vhost}:{source}>{destination_type}:{destination}:{routing_key}"
+    if arguments:
+        base += ":" + _canonical(arguments)
+    return base
+
+
+def _canonical(arguments: Mapping[str, Any]) -> str:
+    if not arguments:
+        return ""
+    return ",".join(f"{k}={arguments[k]!r}" for k in sorted(arguments))
+
+
+class Router:
+    """The bindings of one exchange and the rule that matches them."""
+
+    def __init__(self) -> None:
+        self.bindings: list[Binding] = []
+
+    def add(self, binding: Binding) -> None:
+        self.bindings.append(binding)
+
+    def remove(self, binding: Binding) -> None:
+        self.bindings.remove(binding)
+
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+        raise NotImplementedError
+
+    def validate(self, routing_key: str, arguments: Mapping[str, Any]) -> None:
+        """Refuse a binding this exchange type cannot hold (406)."""
+
+
+class DirectRouter(Router):
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_key: dict[str, list[Binding]] = {}
+
+    def add(self, binding: Binding) -> None:
+        super().add(binding)
+        self._by_key.setdefault(binding.routing_key, []).append(binding)
+
+    def remove(self, binding: Binding) -> None:
+        super().remove(binding)
+        same_key = self._by_key[binding.routing_key]
+        same_key.remove(binding)
+        if not same_key:
+            del self._by_key[binding.routing_key]
+
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+        return self._by_key.get(routing_key, ())
+
+
+class FanoutRouter(Router):
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+        return self.bindings
+
+
+def split_topic(key: str) -> list[str]:
+    """Words of a routing or binding key; the empty key has no words at all."""
+    return key.split(".") if key else []
+
+
+class _TrieNode:
+    __slots__ = ("children", "bindings")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _TrieNode] = {}
+        self.bindings: list[Binding] = []
+
+
+class TopicRouter(Router):
+    """Binding keys in a trie of words; ``*`` is one word, ``#`` zero or more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._root = _TrieNode()
+
+    def add(self, binding: Binding) -> None:
+        super().add(binding)
+        node = self._root
+        for word in split_topic(binding.routing_key):
+            child = node.children.get(word)
+            if child is None:
+                child = node.children[word] = _TrieNode()
+            node = child
+        node.bindings.append(binding)
+
+    def remove(self, binding: Binding) -> None:
+        super().remove(binding)
+        path = [self._root]
+        words = split_topic(binding.routing_key)
+        for word in words:
+            path.append(path[-1].children[word])
+        path[-1].bindings.remove(binding)
+        for depth in range(len(words), 0, -1):
+            node = path[depth]
+            if node.bindings or node.children:
+                break
+            del path[depth - 1].children[words[depth - 1]]
+
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+        words = split_topic(routing_key)
+        found: list[Binding] = []
+        self._walk(self._root, words, 0, found, set())
+        return found
+
+    def _walk(
+        self,
+        node: _TrieNode,
+        words: list[str],
+        i: int,
+        found: list[Binding],
+        seen: set[tuple[int, int]],
+    ) -> None:
+        children = node.children
+        hash_node = children.get("#")
+        if hash_node is not None:
+            # '#' may swallow zero words or any number of them; each (node, position)
+            # pair is walked once, so keys like 'a.#.#.b' cannot blow up.
+            for j in range(i, len(words) + 1):
+                mark = (id(hash_node), j)
+                if mark not in seen:
+                    seen.add(mark)
+                    self._walk(hash_node, words, j, found, seen)
+        if i == len(words):
+            if node.bindings:
+                found.extend(node.bindings)
+            return
+        child = children.get(words[i])
+        if child is not None:
+            self._walk(child, words, i + 1, found, seen)
+        star = children.get("*")
+        if star is not None:
+            self._walk(star, words, i + 1, found, seen)
+
+
+X_MATCH_KINDS = ("all", "any", "all-with-x", "any-with-x")
+
+
+class HeadersRouter(Router):
+    def validate(self, routing_key: str, arguments: Mapping[str, Any]) -> None:
+        kind = arguments.get("x-match")
+        if kind is None:
+            return
+        if not isinstance(kind, str | bytes):
+            raise precondition_failed(
+                f"Invalid x-match field type {_amqp_type(kind)} (value {kind!r}); expected longstr"
+            )
+        if _as_text(kind) not in X_MATCH_KINDS:
+            raise precondition_failed(
+                f"Invalid x-match field value {_as_text(kind)!r}; expected all, any, all-with-x, or any-with-x"
+            )
+
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterator[Binding]:
+        data = headers or {}
+        for binding in self.bindings:
+            if headers_match(binding.arguments, data):
+                yield binding
+
+
+def headers_match(arguments: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:
+    """RabbitMQ's headers-exchange rule for one binding."""
+    kind = _as_text(arguments.get("x-match", "all"))
+    if kind not in X_MATCH_KINDS:
+        kind = "all"
+    match_any = kind.startswith("any")
+    with_x = kind.endswith("-with-x")
+    all_matched = True
+    any_matched = False
+    for key, wanted in arguments.items():
+        if key == "x-match" or (not with_x and key.startswith("x-")):
+            continue
+        if key not in headers:
+            all_matched = False
+        elif wanted is None or values_equal(wanted, headers[key]):
+            any_matched = True
+        else:
+            all_matched = False
+    return any_matched if match_any else all_matched
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Equality of two AMQP field values as Erlang's ``==`` sees them.
+
+    Numbers compare by value whatever their width (1 equals 1.0); booleans are
+    atoms, equal only to booleans; strings compare as bytes.
+    """
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
+        return a == b
+    if isinstance(a, str | bytes) and isinstance(b, str | bytes):
+        return _as_bytes(a) == _as_bytes(b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(values_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, datetime) and isinstance(b, datetime):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return str(value)
+
+
+def _amqp_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, Mapping):
+        return "table"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+ROUTERS: dict[str, type[Router]] = {
+    "direct": DirectRouter,
+    "fanout": FanoutRouter,
+    "topic": TopicRouter,
+    "headers": HeadersRouter,
+}
+
+EXCHANGE_TYPES = tuple(ROUTERS)  # the types the engine simulates
+
+
+class UnsupportedRouter(Router):
+    """An exchange type from a plugin (x-delayed-message, ...): kept, drawn, not simulated."""
+
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+        return ()
+
+
+def router_for(exchange_type: str) -> Router:
+    return ROUTERS.get(exchange_type, UnsupportedRouter)()
