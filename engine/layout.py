@@ -1,0 +1,117 @@
+"""Automatic layout: layered, left to right (producers, exchanges, queues, consumers)."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .model import Topology, node_id, split_node_id
+
+COLUMN_GAP = 360.0
+ROW_GAP = 96.0
+
+
+def topology_graph(topology: Topology) -> nx.DiGraph:
+    """Nodes and the relations between them: publishes, bindings, consumes, dead-letters."""
+    graph = nx.DiGraph()
+    for nid in topology.node_ids():
+        graph.add_node(nid, kind=split_node_id(nid)[0])
+    for producer in topology.producers:
+        graph.add_edge(producer.id, producer.exchange_id, relation="publishes")
+    for binding in topology.bindings:
+        graph.add_edge(binding.source_id, binding.destination_id, relation="binding")
+    for consumer in topology.consumers:
+        graph.add_edge(consumer.queue_id, consumer.id, relation="consumes")
+    for queue in topology.queues:
+        dlx = queue.arguments.get("x-dead-letter-exchange")
+        if isinstance(dlx, str):
+            target = node_id("exchange", queue.vhost, dlx)
+            if target in graph:
+                graph.add_edge(queue.id, target, relation="dead-letter")
+    for exchange in topology.exchanges:
+        alternate = exchange.arguments.get("alternate-exchange")
+        if isinstance(alternate, str):
+            target = node_id("exchange", exchange.vhost, alternate)
+            if target in graph:
+                graph.add_edge(exchange.id, target, relation="alternate")
+    return graph
+
+
+def _layers(topology: Topology, graph: nx.DiGraph) -> dict[str, int]:
+    exchange_ids = [n for n, kind in graph.nodes(data="kind") if kind == "exchange"]
+    chained = nx.DiGraph()
+    chained.add_nodes_from(exchange_ids)
+    chained.add_edges_from(
+        (a, b)
+        for a, b, rel in graph.edges(data="relation")
+        if rel in ("binding", "alternate") and b in chained and a in chained
+    )
+    # Exchanges bound to exchanges move right, one column per hop; cycles share a column.
+    condensed = nx.condensation(chained)
+    depth: dict[int, int] = {}
+    for component in nx.topological_sort(condensed):
+        preds = list(condensed.predecessors(component))
+        depth[component] = 1 + max((depth[p] for p in preds), default=-1)
+    mapping = condensed.graph["mapping"]
+    layers = {nid: 1 + depth[mapping[nid]] for nid in exchange_ids}
+    queue_column = max(layers.values(), default=0) + 1
+    for nid, kind in graph.nodes(data="kind"):
+        if kind == "producer":
+            layers[nid] = 0
+        elif kind == "queue":
+            layers[nid] = queue_column
+        elif kind == "consumer":
+            layers[nid] = queue_column + 1
+    return layers
+
+
+def layered_positions(topology: Topology) -> dict[str, tuple[float, float]]:
+    """Positions for every node, columns by kind, rows ordered to keep edges short."""
+    graph = topology_graph(topology)
+    if not graph:
+        return {}
+    layers = _layers(topology, graph)
+    columns: dict[int, list[str]] = {}
+    for nid in graph.nodes:
+        columns.setdefault(layers[nid], []).append(nid)
+    undirected = graph.to_undirected(as_view=True)
+    order = {nid: float(i) for column in columns.values() for i, nid in enumerate(column)}
+    # A few barycentre sweeps, left to right then back: each node moves towards the
+    # mean row of its neighbours in the column beside it.
+    for sweep in range(6):
+        keys = sorted(columns) if sweep % 2 == 0 else sorted(columns, reverse=True)
+        for layer in keys:
+            column = columns[layer]
+            direction = -1 if sweep % 2 == 0 else 1
+
+            def barycentre(nid: str, layer: int = layer, direction: int = direction) -> float:
+                near = [order[m] for m in undirected.neighbors(nid) if layers[m] == layer + direction]
+                return sum(near) / len(near) if near else order[nid]
+
+            column.sort(key=lambda nid: (barycentre(nid), order[nid]))
+            for i, nid in enumerate(column):
+                order[nid] = float(i)
+    tallest = max(len(c) for c in columns.values())
+    positions: dict[str, tuple[float, float]] = {}
+    for layer, column in columns.items():
+        offset = (tallest - len(column)) * ROW_GAP / 2
+        for i, nid in enumerate(column):
+            positions[nid] = (layer * COLUMN_GAP, offset + i * ROW_GAP)
+    return positions
+
+
+def complete_layout(topology: Topology) -> list[str]:
+    """Give every node without a position one; returns the ids that were placed."""
+    missing = [nid for nid in topology.node_ids() if nid not in topology.layout]
+    if not missing:
+        return []
+    computed = layered_positions(topology)
+    if len(missing) == len(topology.node_ids()):
+        topology.layout.update({nid: computed[nid] for nid in missing})
+        return missing
+    # Some nodes were placed by hand: put the new ones below them, in their columns.
+    below = max(y for _, y in topology.layout.values()) + ROW_GAP * 1.5
+    top = min(computed[nid][1] for nid in missing)
+    for nid in missing:
+        x, y = computed[nid]
+        topology.layout[nid] = (x, below + y - top)
+    return missing

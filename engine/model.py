@@ -1,0 +1,240 @@
+"""The topology model: what a Queuecraft file holds, as plain data.
+
+Broker objects (vhosts, exchanges, queues, bindings, policies) carry RabbitMQ's
+own fields; simulated producers and consumers and the canvas layout are
+Queuecraft's. Every object keeps the keys it does not know in ``extra`` so
+that saving writes them back.
+
+Nodes have stable ids of the form ``kind:vhost:name`` (``exchange:/:orders``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_VHOST = "/"
+
+
+def node_id(kind: str, vhost: str, name: str) -> str:
+    return f"{kind}:{vhost}:{name}"
+
+
+def split_node_id(nid: str) -> tuple[str, str, str]:
+    """``exchange:/:orders`` -> ("exchange", "/", "orders"); names may hold ':'."""
+    kind, vhost, name = nid.split(":", 2)
+    return kind, vhost, name
+
+
+@dataclass
+class Vhost:
+    name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Exchange:
+    name: str
+    vhost: str = DEFAULT_VHOST
+    type: str = "direct"
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return node_id("exchange", self.vhost, self.name)
+
+
+@dataclass
+class Queue:
+    name: str
+    vhost: str = DEFAULT_VHOST
+    durable: bool = True
+    auto_delete: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return node_id("queue", self.vhost, self.name)
+
+    @property
+    def queue_type(self) -> str:
+        return str(self.arguments.get("x-queue-type", "classic"))
+
+
+@dataclass
+class Binding:
+    source: str
+    destination: str
+    vhost: str = DEFAULT_VHOST
+    destination_type: str = "queue"
+    routing_key: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source_id(self) -> str:
+        return node_id("exchange", self.vhost, self.source)
+
+    @property
+    def destination_id(self) -> str:
+        return node_id(self.destination_type, self.vhost, self.destination)
+
+
+@dataclass
+class Policy:
+    name: str
+    pattern: str
+    vhost: str = DEFAULT_VHOST
+    apply_to: str = "all"
+    definition: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Producer:
+    """A simulated publisher: a rate of messages with keys drawn from a template."""
+
+    name: str
+    exchange: str
+    vhost: str = DEFAULT_VHOST
+    routing_key: str = ""
+    rate: float = 1.0
+    pattern: str = "steady"  # or "poisson"
+    headers: dict[str, Any] = field(default_factory=dict)
+    body_size: int = 100
+    persistent: bool = False
+    mandatory: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return node_id("producer", self.vhost, self.name)
+
+    @property
+    def exchange_id(self) -> str:
+        return node_id("exchange", self.vhost, self.exchange)
+
+
+@dataclass
+class Consumer:
+    """A simulated consumer: takes messages within its prefetch, works, acks."""
+
+    name: str
+    queue: str
+    vhost: str = DEFAULT_VHOST
+    prefetch: int = 1
+    work_ms: float = 100.0
+    work_spread_ms: float = 0.0
+    ack_mode: str = "manual"  # or "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return node_id("consumer", self.vhost, self.name)
+
+    @property
+    def queue_id(self) -> str:
+        return node_id("queue", self.vhost, self.queue)
+
+
+@dataclass
+class Topology:
+    vhosts: list[Vhost] = field(default_factory=lambda: [Vhost(DEFAULT_VHOST)])
+    exchanges: list[Exchange] = field(default_factory=list)
+    queues: list[Queue] = field(default_factory=list)
+    bindings: list[Binding] = field(default_factory=list)
+    policies: list[Policy] = field(default_factory=list)
+    producers: list[Producer] = field(default_factory=list)
+    consumers: list[Consumer] = field(default_factory=list)
+    layout: dict[str, tuple[float, float]] = field(default_factory=dict)
+    title: str = ""
+    description: str = ""
+    # Keys of the file Queuecraft does not use (users, permissions, parameters, ...),
+    # and of its own section, in the order they came.
+    extra: dict[str, Any] = field(default_factory=dict)
+    queuecraft_extra: dict[str, Any] = field(default_factory=dict)
+    # "cluster": entities carry a vhost field; "vhost": a one-vhost export without them.
+    shape: str = "cluster"
+    # The file's top-level keys in the order they came, so saving keeps that order.
+    key_order: list[str] = field(default_factory=list, compare=False)
+
+    def exchange(self, vhost: str, name: str) -> Exchange | None:
+        return next((x for x in self.exchanges if x.vhost == vhost and x.name == name), None)
+
+    def queue(self, vhost: str, name: str) -> Queue | None:
+        return next((q for q in self.queues if q.vhost == vhost and q.name == name), None)
+
+    def vhost_names(self) -> list[str]:
+        return [v.name for v in self.vhosts]
+
+    def node_ids(self) -> list[str]:
+        """Every node the canvas draws, in a stable order."""
+        ids = [p.id for p in self.producers]
+        ids += [x.id for x in self.exchanges]
+        ids += [x for x in self.implicit_exchange_ids() if x not in ids]
+        ids += [q.id for q in self.queues]
+        ids += [c.id for c in self.consumers]
+        return ids
+
+    def implicit_exchange_ids(self) -> list[str]:
+        """Built-in exchanges (the default one, amq.*) that something refers to."""
+        declared = {x.id for x in self.exchanges}
+        wanted: list[str] = []
+        for producer in self.producers:
+            wanted.append(producer.exchange_id)
+        for binding in self.bindings:
+            wanted.append(binding.source_id)
+            if binding.destination_type == "exchange":
+                wanted.append(binding.destination_id)
+        result: list[str] = []
+        for nid in wanted:
+            _, vhost, name = split_node_id(nid)
+            if nid not in declared and nid not in result and is_builtin_exchange(name):
+                result.append(nid)
+        return result
+
+
+BUILTIN_EXCHANGES = {
+    "": "direct",
+    "amq.direct": "direct",
+    "amq.fanout": "fanout",
+    "amq.topic": "topic",
+    "amq.headers": "headers",
+    "amq.match": "headers",
+    "amq.rabbitmq.trace": "topic",
+}
+
+
+def is_builtin_exchange(name: str) -> bool:
+    return name in BUILTIN_EXCHANGES
+
+
+def display_name(kind: str, name: str) -> str:
+    if kind == "exchange" and name == "":
+        return "(AMQP default)"
+    return name
+
+
+_TEMPLATE_PART = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_template(template: str) -> list[str]:
+    """Every routing key a template can produce: ``a.{b|c}`` gives ``a.b`` and ``a.c``.
+
+    ``{seq}`` (a running number) expands to ``*`` here, standing for any value.
+    """
+    keys = [""]
+    pos = 0
+    for match in _TEMPLATE_PART.finditer(template):
+        literal = template[pos : match.start()]
+        choices = ["*"] if match.group(1) == "seq" else match.group(1).split("|")
+        keys = [k + literal + c for k in keys for c in choices]
+        pos = match.end()
+    return [k + template[pos:] for k in keys]
