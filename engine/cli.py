@@ -1,0 +1,178 @@
+"""Headless commands: ``queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import sys
+from typing import Any
+
+from .sim import PacedRunner, Simulation
+from .topology_file import TopologyFileError, load
+
+
+def parse_speed(text: str) -> float:
+    if text.lower() in ("max", "inf", "fastest"):
+        return math.inf
+    try:
+        value = float(text.rstrip("xX"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'max' or a speed factor such as 0.5 or 10, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a speed factor must be above 0, got {text!r}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a duration of 0 seconds or more, got {text!r}")
+    return value
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="topology file (Queuecraft or RabbitMQ definitions JSON)")
+    parser.add_argument("--duration", type=positive_seconds, default=60.0, help="simulated seconds to run (default 60)")
+    parser.add_argument(
+        "--speed", type=parse_speed, default=math.inf, help="'max' (default) or virtual seconds per wall second"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same run")
+    parser.add_argument("--json", action="store_true", help="print the counters as JSON")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    try:
+        topology = load(args.file)
+    except TopologyFileError as exc:
+        print(f"queuecraft: {exc}", file=sys.stderr)
+        return 2
+    sim = Simulation(topology, seed=args.seed)
+    if math.isinf(args.speed):
+        sim.run_for(args.duration)
+    else:
+        asyncio.run(_run_paced(sim, args.duration, args.speed))
+    report = sim.report()
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_report(report))
+    return 0
+
+
+async def _run_paced(sim: Simulation, duration: float, speed: float) -> None:
+    runner = PacedRunner(sim, speed=speed)
+    runner.stop_at = sim.now + duration
+    runner.start()
+    await runner.wait()
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
+        return f"{title}: none\n\n"
+    cells = [[str(c) for c in columns]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = [title]
+    for n, row in enumerate(cells):
+        lines.append(
+            "  "
+            + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
+        )
+        if n == 0:
+            lines.append("  " + "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _label(entry: dict[str, Any], multi_vhost: bool) -> str:
+    name = entry["name"] or "(AMQP default)"
+    return f"{entry['vhost']} {name}" if multi_vhost else name
+
+
+def format_report(report: dict[str, Any]) -> str:
+    vhosts = {e["vhost"] for kind in ("producers", "exchanges", "queues", "consumers") for e in report[kind]}
+    multi = len(vhosts) > 1
+    totals = report["totals"]
+    out = [
+        f"Simulated {report['time']:.1f} s: published {totals['published']}, routed {totals['routed']}, "
+        f"unroutable {totals['unroutable']}, returned {totals['returned']}\n\n"
+    ]
+    out.append(
+        _table(
+            "Producers",
+            ["name", "exchange", "published", "returned", "msg/s"],
+            [
+                [_label(p, multi), p["exchange"] or "(AMQP default)", p["published"], p["returned"], p["rate"]]
+                for p in report["producers"]
+            ],
+        )
+    )
+    out.append(
+        _table(
+            "Exchanges",
+            ["name", "type", "received", "routed", "unroutable"],
+            [
+                [
+                    _label(x, multi),
+                    x["type"] + ("" if x["simulated"] else " (not simulated)"),
+                    x["received"],
+                    x["routed"],
+                    x["unroutable"],
+                ]
+                for x in report["exchanges"]
+            ],
+        )
+    )
+    out.append(
+        _table(
+            "Queues",
+            ["name", "enqueued", "delivered", "acked", "depth", "unacked", "expired", "dropped", "dead-lettered"],
+            [
+                [
+                    _label(q, multi),
+                    q["enqueued"],
+                    q["delivered"],
+                    q["acked"],
+                    q["depth"],
+                    q["unacked"],
+                    q["expired"],
+                    q["dropped"],
+                    q["dead_lettered"],
+                ]
+                for q in report["queues"]
+            ],
+        )
+    )
+    out.append(
+        _table(
+            "Consumers",
+            ["name", "queue", "delivered", "acked", "unacked", "msg/s"],
+            [
+                [_label(c, multi), c["queue"], c["delivered"], c["acked"], c["unacked"], c["rate"]]
+                for c in report["consumers"]
+            ],
+        )
+    )
+    return "".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="queuecraft run", description="Run a topology headless on the built-in engine."
+    )
+    add_run_arguments(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
