@@ -1,0 +1,58 @@
+"""Starting the Qt application with the asyncio engine inside its event loop (qasync)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import qasync
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from .main_window import EXAMPLES, MainWindow
+
+DEFAULT_EXAMPLE = EXAMPLES / "ecommerce.json"
+
+
+def run_app(args: argparse.Namespace) -> int:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Queuecraft")
+    app.setOrganizationName("Queuecraft")
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    window = MainWindow()
+    path = Path(args.file) if args.file else DEFAULT_EXAMPLE
+    if not window.open_path_quietly(path):
+        return 2
+    window.set_speed(args.speed)
+    window.controller.seed = args.seed
+    window.show()
+    if not args.paused:
+        loop.call_soon(window.controller.run)
+    exit_code = 0
+    if args.screenshot:
+        run_for = 5.0 if args.run_for is None else args.run_for
+
+        def shoot() -> None:
+            nonlocal exit_code
+            window.on_frame()
+            if not window.grab().save(args.screenshot):
+                print(f"queuecraft: could not write {args.screenshot}", file=sys.stderr)
+                exit_code = 1
+            window.close()
+
+        QTimer.singleShot(int(run_for * 1000), shoot)
+    elif args.run_for is not None:
+        QTimer.singleShot(int(args.run_for * 1000), window.close)
+    closed = asyncio.Event()
+    window.closed.connect(closed.set)
+    with loop:
+        loop.run_until_complete(closed.wait())
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    return exit_code

@@ -1,0 +1,474 @@
+"""Canvas items: one shape per kind of node, edges with their keys, and tokens.
+
+Items are views: they draw what they are told (a title, a live status line, a
+rate) and hold no truth about the topology.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QPainter,
+    QPainterPath,
+    QPainterPathStroker,
+    QPen,
+    QPolygonF,
+)
+from PySide6.QtSvg import QSvgRenderer
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+from .style import EDGE_STYLES, KIND_COLORS, MUTED_TEXT, NODE_HEIGHT, NODE_WIDTH, TEXT, icon_path
+
+_renderers: dict[str, QSvgRenderer] = {}
+
+
+def _icon(kind: str) -> QSvgRenderer:
+    renderer = _renderers.get(kind)
+    if renderer is None:
+        renderer = _renderers[kind] = QSvgRenderer(icon_path(kind))
+    return renderer
+
+
+def _font(point_size: float, bold: bool = False) -> QFont:
+    font = QFont()
+    font.setPointSizeF(point_size)
+    font.setBold(bold)
+    return font
+
+
+TITLE_FONT = _font(9.5, bold=True)
+DETAIL_FONT = _font(8.0)
+LABEL_FONT = _font(7.5)
+
+
+class NodeItem(QGraphicsItem):
+    """A node on the canvas: outline, icon, title, a detail line and a live status line."""
+
+    kind = "node"
+
+    def __init__(self, node_id: str, title: str, detail: str = "") -> None:
+        super().__init__()
+        self.node_id = node_id
+        self._title = title
+        self._detail = detail
+        self._status = ""
+        self._dimmed = False
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(2)
+        self.setToolTip(f"{self.kind}: {title}")
+        self.edges: list[EdgeItem] = []
+
+    # -- geometry --------------------------------------------------------------------
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-NODE_WIDTH / 2 - 4, -NODE_HEIGHT / 2 - 4, NODE_WIDTH + 8, NODE_HEIGHT + 8)
+
+    def outline(self) -> QPainterPath:
+        path = QPainterPath()
+        path.addRoundedRect(QRectF(-NODE_WIDTH / 2, -NODE_HEIGHT / 2, NODE_WIDTH, NODE_HEIGHT), 8, 8)
+        return path
+
+    def shape(self) -> QPainterPath:
+        return self.outline()
+
+    def out_port(self) -> QPointF:
+        return self.pos() + QPointF(NODE_WIDTH / 2, 0)
+
+    def in_port(self) -> QPointF:
+        return self.pos() + QPointF(-NODE_WIDTH / 2, 0)
+
+    # -- state -------------------------------------------------------------------------
+
+    def set_title(self, title: str, detail: str) -> None:
+        if (title, detail) != (self._title, self._detail):
+            self._title, self._detail = title, detail
+            self.update()
+
+    def set_status(self, status: str) -> None:
+        if status != self._status:
+            self._status = status
+            self.update()
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def set_dimmed(self, dimmed: bool) -> None:
+        """Drawn faded: something Queuecraft shows but does not simulate."""
+        if dimmed != self._dimmed:
+            self._dimmed = dimmed
+            self.update()
+
+    # -- painting ----------------------------------------------------------------------
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        fill, border, accent = KIND_COLORS[self.kind]
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        selected = self.isSelected()
+        painter.setPen(QPen(QColor(accent if selected else border), 2.6 if selected else 1.4))
+        brush = QBrush(QColor(fill))
+        if self._dimmed:
+            brush = QBrush(QColor(fill).lighter(104), Qt.BrushStyle.BDiagPattern)
+            painter.fillPath(self.outline(), QColor("#ffffff"))
+        painter.setBrush(brush)
+        painter.drawPath(self.outline())
+        self.paint_decoration(painter, accent)
+        left = -NODE_WIDTH / 2 + self.text_left()
+        width = NODE_WIDTH / 2 - self.text_right() - left
+        _icon(self.kind).render(painter, QRectF(-NODE_WIDTH / 2 + self.text_left() - 30, -NODE_HEIGHT / 2 + 9, 22, 22))
+        self._text(painter, TITLE_FONT, TEXT, self._title, left, -NODE_HEIGHT / 2 + 6, width)
+        self._text(painter, DETAIL_FONT, MUTED_TEXT, self._detail, left, -NODE_HEIGHT / 2 + 24, width)
+        if self._status:
+            self._text(
+                painter, DETAIL_FONT, TEXT, self._status, -NODE_WIDTH / 2 + 12, -NODE_HEIGHT / 2 + 40, NODE_WIDTH - 24
+            )
+
+    def text_left(self) -> float:
+        return 42.0
+
+    def text_right(self) -> float:
+        return 10.0
+
+    def paint_decoration(self, painter: QPainter, accent: str) -> None:
+        """Kind-specific drawing under the text (depth bar, busy light, ...)."""
+
+    @staticmethod
+    def _text(painter: QPainter, font: QFont, color: str, text: str, x: float, y: float, width: float) -> None:
+        if not text:
+            return
+        metrics = QFontMetricsF(font)
+        painter.setFont(font)
+        painter.setPen(QColor(color))
+        elided = metrics.elidedText(text, Qt.TextElideMode.ElideRight, width)
+        painter.drawText(
+            QRectF(x, y, width, metrics.height()), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided
+        )
+
+
+def _arrow_box(notch: float) -> QPainterPath:
+    w, h = NODE_WIDTH / 2, NODE_HEIGHT / 2
+    polygon = QPolygonF([QPointF(-w, -h), QPointF(w - notch, -h), QPointF(w, 0), QPointF(w - notch, h), QPointF(-w, h)])
+    path = QPainterPath()
+    path.addPolygon(polygon)
+    path.closeSubpath()
+    return path
+
+
+class ProducerItem(NodeItem):
+    kind = "producer"
+
+    def outline(self) -> QPainterPath:
+        return _arrow_box(16)
+
+    def text_right(self) -> float:
+        return 18.0
+
+
+class ExchangeItem(NodeItem):
+    kind = "exchange"
+
+    def __init__(self, node_id: str, title: str, exchange_type: str) -> None:
+        super().__init__(node_id, title, exchange_type)
+        self.exchange_type = exchange_type
+
+    def outline(self) -> QPainterPath:
+        w, h, cut = NODE_WIDTH / 2, NODE_HEIGHT / 2, 16
+        polygon = QPolygonF(
+            [
+                QPointF(-w + cut, -h),
+                QPointF(w - cut, -h),
+                QPointF(w, 0),
+                QPointF(w - cut, h),
+                QPointF(-w + cut, h),
+                QPointF(-w, 0),
+            ]
+        )
+        path = QPainterPath()
+        path.addPolygon(polygon)
+        path.closeSubpath()
+        return path
+
+    def text_left(self) -> float:
+        return 50.0
+
+    def text_right(self) -> float:
+        return 18.0
+
+
+class QueueItem(NodeItem):
+    kind = "queue"
+    BAR_HEIGHT = 6.0
+
+    def __init__(self, node_id: str, title: str, detail: str) -> None:
+        super().__init__(node_id, title, detail)
+        self._fill = 0.0
+        self._over = False
+
+    def outline(self) -> QPainterPath:
+        path = QPainterPath()
+        path.addRoundedRect(QRectF(-NODE_WIDTH / 2, -NODE_HEIGHT / 2, NODE_WIDTH, NODE_HEIGHT), 4, 4)
+        return path
+
+    def set_depth(self, depth: int, scale: int) -> None:
+        """The depth bar shows ``depth`` out of ``scale`` (a limit, or a round number above it)."""
+        fill = min(depth / scale, 1.0) if scale > 0 else 0.0
+        over = scale > 0 and depth >= scale
+        if (fill, over) != (self._fill, self._over):
+            self._fill, self._over = fill, over
+            self.update()
+
+    @property
+    def depth_fill(self) -> float:
+        return self._fill
+
+    def paint_decoration(self, painter: QPainter, accent: str) -> None:
+        bar = QRectF(-NODE_WIDTH / 2 + 8, NODE_HEIGHT / 2 - self.BAR_HEIGHT - 5, NODE_WIDTH - 16, self.BAR_HEIGHT)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#ffffff"))
+        painter.drawRoundedRect(bar, 2, 2)
+        if self._fill > 0:
+            filled = QRectF(bar.left(), bar.top(), max(bar.width() * self._fill, 2.0), bar.height())
+            painter.setBrush(QColor("#e53935" if self._over else accent))
+            painter.drawRoundedRect(filled, 2, 2)
+        painter.setPen(QPen(QColor("#90caf9"), 0.8))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRoundedRect(bar, 2, 2)
+
+
+class ConsumerItem(NodeItem):
+    kind = "consumer"
+
+    def __init__(self, node_id: str, title: str, detail: str) -> None:
+        super().__init__(node_id, title, detail)
+        self._busy = False
+
+    def outline(self) -> QPainterPath:
+        path = QPainterPath()
+        path.addRoundedRect(QRectF(-NODE_WIDTH / 2, -NODE_HEIGHT / 2, NODE_WIDTH, NODE_HEIGHT), 16, 16)
+        return path
+
+    def set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.update()
+
+    def text_right(self) -> float:
+        return 22.0
+
+    def paint_decoration(self, painter: QPainter, accent: str) -> None:
+        painter.setPen(QPen(QColor("#ffffff"), 1.5))
+        painter.setBrush(QColor("#43a047" if self._busy else "#b0bec5"))
+        painter.drawEllipse(QPointF(NODE_WIDTH / 2 - 14, -NODE_HEIGHT / 2 + 14), 5, 5)
+
+
+NODE_CLASSES = {"producer": ProducerItem, "exchange": ExchangeItem, "queue": QueueItem, "consumer": ConsumerItem}
+
+
+class EdgeItem(QGraphicsItem):
+    """A relation drawn as a curve from one node's out port to another's in port.
+
+    Its thickness follows the message rate on it, so the picture stays truthful
+    when there are more messages than tokens can show.
+    """
+
+    SAMPLES = 24
+
+    def __init__(self, relation: str, source: NodeItem, target: NodeItem, label: str = "") -> None:
+        super().__init__()
+        self.relation = relation
+        self.source = source
+        self.target = target
+        self.label = label
+        self.rate = 0.0
+        self.rate_key: tuple[str, int] | None = None
+        self._width = 1.4
+        self._path = QPainterPath()
+        self._points: list[QPointF] = []
+        self._lengths: list[float] = []
+        self.label_item = EdgeLabelItem(self) if label else None
+        self.setZValue(0)
+        source.edges.append(self)
+        target.edges.append(self)
+        self.update_path()
+
+    def update_path(self) -> None:
+        self.prepareGeometryChange()
+        start, end = self.source.out_port(), self.target.in_port()
+        path = QPainterPath(start)
+        if end.x() > start.x() + 30:
+            bend = max((end.x() - start.x()) * 0.5, 40.0)
+            path.cubicTo(start + QPointF(bend, 0), end - QPointF(bend, 0), end)
+        else:
+            # A relation that runs backwards (a dead-letter exchange to the left, say)
+            # swings below both nodes so it does not cut through them.
+            drop = max(start.y(), end.y()) + NODE_HEIGHT * 1.1
+            path.cubicTo(
+                start + QPointF(90, 0), QPointF(start.x() + 90, drop), QPointF((start.x() + end.x()) / 2, drop)
+            )
+            path.cubicTo(QPointF(end.x() - 90, drop), end - QPointF(90, 0), end)
+        self._path = path
+        self._points = [path.pointAtPercent(i / self.SAMPLES) for i in range(self.SAMPLES + 1)]
+        lengths = [0.0]
+        for a, b in zip(self._points, self._points[1:], strict=False):
+            lengths.append(lengths[-1] + math.hypot(b.x() - a.x(), b.y() - a.y()))
+        self._lengths = lengths
+        if self.label_item is not None:
+            self.label_item.place()
+
+    def point_at(self, fraction: float) -> QPointF:
+        """The point ``fraction`` of the way along the edge, by length."""
+        lengths = self._lengths
+        total = lengths[-1]
+        if total <= 0:
+            return self._points[0]
+        goal = min(max(fraction, 0.0), 1.0) * total
+        lo, hi = 0, len(lengths) - 1
+        while lo < hi - 1:
+            mid = (lo + hi) // 2
+            if lengths[mid] < goal:
+                lo = mid
+            else:
+                hi = mid
+        span = lengths[hi] - lengths[lo]
+        t = 0.0 if span <= 0 else (goal - lengths[lo]) / span
+        a, b = self._points[lo], self._points[hi]
+        return QPointF(a.x() + (b.x() - a.x()) * t, a.y() + (b.y() - a.y()) * t)
+
+    def set_rate(self, rate: float) -> None:
+        width = 1.4 + min(math.log2(1.0 + max(rate, 0.0)) * 0.7, 9.0)
+        self.rate = rate
+        if abs(width - self._width) > 0.15:
+            self.prepareGeometryChange()
+            self._width = width
+            self.update()
+
+    @property
+    def width(self) -> float:
+        return self._width
+
+    def boundingRect(self) -> QRectF:
+        margin = self._width + 8
+        return self._path.boundingRect().adjusted(-margin, -margin, margin, margin)
+
+    def shape(self) -> QPainterPath:
+        stroker = QPainterPathStroker()
+        stroker.setWidth(max(self._width, 8.0))
+        return stroker.createStroke(self._path)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        color, dash = EDGE_STYLES[self.relation]
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pen = QPen(QColor(color), self._width)
+        pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+        if dash:
+            pen.setDashPattern([d / max(self._width / 1.4, 1.0) for d in dash])
+        painter.setPen(pen)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(self._path)
+        self._paint_arrow(painter, QColor(color))
+
+    def _paint_arrow(self, painter: QPainter, color: QColor) -> None:
+        tip = self._points[-1]
+        back = self.point_at(1.0 - 12.0 / max(self._lengths[-1], 12.0))
+        angle = math.atan2(tip.y() - back.y(), tip.x() - back.x())
+        size = 7.0 + self._width
+        left = QPointF(tip.x() - size * math.cos(angle - 0.45), tip.y() - size * math.sin(angle - 0.45))
+        right = QPointF(tip.x() - size * math.cos(angle + 0.45), tip.y() - size * math.sin(angle + 0.45))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawPolygon(QPolygonF([tip, left, right]))
+
+
+class EdgeLabelItem(QGraphicsItem):
+    """An edge's routing or binding key, drawn above the tokens that pass under it."""
+
+    MAX_WIDTH = 150.0
+
+    def __init__(self, edge: EdgeItem) -> None:
+        super().__init__()
+        self.edge = edge
+        self._rect = QRectF()
+        self.setZValue(1.5)
+        self.setToolTip(edge.label)
+
+    def place(self) -> None:
+        metrics = QFontMetricsF(LABEL_FONT)
+        width = min(metrics.horizontalAdvance(self.edge.label), self.MAX_WIDTH) + 10
+        at = self.edge.point_at(0.62 if self.edge.relation in ("binding", "default") else 0.45)
+        self.prepareGeometryChange()
+        self._rect = QRectF(-width / 2, -metrics.height() / 2 - 1, width, metrics.height() + 2)
+        self.setPos(at)
+
+    @property
+    def text(self) -> str:
+        return self.edge.label
+
+    def boundingRect(self) -> QRectF:
+        return self._rect.adjusted(-1, -1, 1, 1)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        color, _ = EDGE_STYLES[self.edge.relation]
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(color), 0.8))
+        painter.setBrush(QColor("#ffffff"))
+        painter.drawRoundedRect(self._rect, 4, 4)
+        painter.setFont(LABEL_FONT)
+        painter.setPen(QColor(TEXT))
+        metrics = QFontMetricsF(LABEL_FONT)
+        text = metrics.elidedText(self.edge.label, Qt.TextElideMode.ElideMiddle, self._rect.width() - 8)
+        painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, text)
+
+
+@dataclass(slots=True)
+class Token:
+    edge: EdgeItem
+    start: float  # wall seconds
+    duration: float
+    color: QColor
+
+
+class TokenLayer(QGraphicsItem):
+    """Every token in flight, painted by one item (one paint call per frame, not one item per message)."""
+
+    RADIUS = 5.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: list[Token] = []
+        self.now = 0.0
+        self._rect = QRectF()
+        self.setZValue(1)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_area(self, rect: QRectF) -> None:
+        self.prepareGeometryChange()
+        self._rect = QRectF(rect)
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def in_flight(self) -> int:
+        now = self.now
+        return sum(1 for t in self.tokens if t.start <= now)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        outline = QPen(QColor("#ffffff"), 1.2)
+        painter.setPen(outline)
+        now = self.now
+        r = self.RADIUS
+        for token in self.tokens:
+            progress = (now - token.start) / token.duration
+            if progress < 0.0 or progress > 1.0:
+                continue
+            point = token.edge.point_at(progress)
+            painter.setBrush(token.color)
+            painter.drawEllipse(point, r, r)
