@@ -1,0 +1,38 @@
+"""Qt fixtures: an asyncio loop over the test's QApplication (qasync), closed before the app goes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+import qasync
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+
+@pytest.fixture
+def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def settings(tmp_path) -> QSettings:  # type: ignore[no-untyped-def]
+    """Settings in a temporary file, so tests never touch the user's recent files."""
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def run_for(loop: qasync.QEventLoop, seconds: float) -> None:
+    """Let the Qt event loop (and the asyncio tasks in it) run for ``seconds`` of wall time."""
+    loop.run_until_complete(asyncio.sleep(seconds))

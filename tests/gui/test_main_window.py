@@ -1,0 +1,112 @@
+"""The window on each shipped example: tokens move, plots fill, controls and files behave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from gui.main_window import MainWindow, example_files
+
+from .conftest import run_for
+
+
+@pytest.fixture
+def window(qtbot, qasync_loop, settings):  # type: ignore[no-untyped-def]
+    win = MainWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.controller.pause()
+    win.close()
+
+
+def distinct_colours(image: QImage, step: int = 7) -> int:
+    colours = set()
+    for y in range(0, image.height(), step):
+        for x in range(0, image.width(), step):
+            colours.add(image.pixel(x, y))
+    return len(colours)
+
+
+@pytest.mark.parametrize("path", example_files(), ids=lambda p: p.stem)
+def test_example_runs_with_tokens_plots_and_a_picture(window: MainWindow, qasync_loop, path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert window.open_path(path)
+    window.set_speed(2.0)
+    window.controller.run()
+    run_for(qasync_loop, 2.5)
+    assert window.controller.time > 3.0
+    assert window.animator.tokens_started > 0
+    assert window.scene.tokens.tokens, "no tokens in flight"
+    x, y = window.rates.rate_curves["publish"].getData()
+    assert x is not None and len(x) > 5 and max(y) > 0
+    assert set(window.rates.depth_curves) == {q.id for q in window.document.topology.queues}
+    for curve in window.rates.depth_curves.values():
+        assert len(curve.getData()[0]) > 5
+    image = window.grab().toImage()
+    assert distinct_colours(image) > 40
+    assert "published" in window.totals_label.text()
+    # Every node of the model is drawn, and every consumer shows a live rate.
+    assert set(window.scene.nodes) == set(window.document.topology.node_ids())
+    for consumer in window.document.topology.consumers:
+        assert "msg/s" in window.scene.nodes[consumer.id].status
+
+
+def test_pause_stops_time_and_reset_starts_again(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    window.open_path(example_files()[0])
+    window.controller.run()
+    run_for(qasync_loop, 0.5)
+    window.controller.pause()
+    paused_at = window.controller.time
+    assert paused_at > 0
+    run_for(qasync_loop, 0.3)
+    assert window.controller.time == paused_at
+    assert window.run_action.isEnabled() and not window.pause_action.isEnabled()
+    window.controller.reset()
+    assert window.controller.time == 0.0
+    assert not window.controller.running
+
+
+def test_speed_control_changes_simulated_time(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    window.open_path(example_files()[0])
+    window.speed_box.setCurrentIndex(window.speed_box.findText("10×"))
+    window.controller.run()
+    run_for(qasync_loop, 1.0)
+    assert window.controller.time > 5.0
+
+
+def test_bad_file_shows_an_error_and_keeps_the_open_document(window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    window.open_path(example_files()[0])
+    before = window.document.topology
+    shown = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda parent, title, text: shown.append(text))
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"queues": [{"name": "q", "arguments": {"x-max-length": -1}}]}')
+    assert not window.open_path(broken)
+    assert shown and 'broken.json: $.queues[0].arguments["x-max-length"]' in shown[0]
+    assert window.document.topology is before
+    assert len(window.scene.nodes) == len(before.node_ids())
+
+
+def test_save_as_writes_a_file_that_opens_again(window: MainWindow, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    window.open_path(example_files()[0])
+    target = tmp_path / "copy.json"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    assert window.save_as()
+    assert json.loads(target.read_text())["queuecraft"]["producers"]
+    assert window.document.path == target.resolve()
+    assert window.windowTitle().startswith("copy.json")
+    assert window.recent_files()[0] == str(target.resolve())
+    assert window.open_path(target)
+
+
+def test_recent_files_menu_lists_opened_files(window: MainWindow) -> None:
+    for path in example_files():
+        window.open_path(path)
+    recent = window.recent_files()
+    assert recent[0] == str(example_files()[-1].resolve())
+    assert len(recent) == len(example_files())
+    assert [a.text() for a in window.recent_menu.actions()] == recent
