@@ -230,7 +230,7 @@ class QueueItem(NodeItem):
         return self._fill
 
     def paint_decoration(self, painter: QPainter, accent: str) -> None:
-        bar = QRectF(-NODE_WIDTH / 2 + 8, NODE_HEIGHT / 2 - self.BAR_HEIGHT - 5, NODE_WIDTH - 16, self.BAR_HEIGHT)
+        bar = QRectF(-NODE_WIDTH / 2 + 8, NODE_HEIGHT / 2 - self.BAR_HEIGHT - 4, NODE_WIDTH - 16, self.BAR_HEIGHT)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor("#ffffff"))
         painter.drawRoundedRect(bar, 2, 2)
