@@ -352,6 +352,8 @@ class Broker:
         for consumer in list(queue.consumers):
             consumer.channel.consumers.pop(consumer.tag, None)
             queue.remove_consumer(consumer)
+            if consumer.channel.on_cancel is not None:
+                consumer.channel.on_cancel(consumer.tag)
         for exchange in host.exchanges.values():
             for binding in [
                 b for b in exchange.router.bindings if b.destination_type == "queue" and b.destination == queue.name

@@ -131,6 +131,7 @@ class Channel:
         self.publish_seq = 0
         self.on_return: ReturnCallback | None = None
         self.on_confirm: ConfirmCallback | None = None
+        self.on_cancel: Callable[[str], None] | None = None  # the broker cancelled a consumer
         self.closed = False
 
     # -- topology -------------------------------------------------------------------
