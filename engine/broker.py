@@ -13,6 +13,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from . import errors
+from .arguments import (
+    EQUIVALENT_EXCHANGE_ARGUMENTS,
+    EQUIVALENT_QUEUE_ARGUMENTS,
+    check_equivalent_arguments,
+    check_expiration,
+    check_queue_arguments,
+    check_queue_type,
+)
 from .channel import Connection
 from .clock import VirtualClock
 from .errors import resource_description
@@ -67,6 +75,7 @@ class Exchange:
         self.router: Router = router_for(exchange_type)
         self.stats = ExchangeStats()
         self.bound_here: list[Binding] = []  # bindings whose destination is this exchange
+        self.exchange_bindings = 0  # of its own bindings, how many lead to exchanges
         self.policy: Policy | None = None
         self.alternate_exchange: str | None = None
         self.apply_settings()
@@ -215,6 +224,7 @@ class Broker:
             _check_equivalent(what, "durable", durable, existing.durable)
             _check_equivalent(what, "auto_delete", auto_delete, existing.auto_delete)
             _check_equivalent(what, "internal", internal, existing.internal)
+            check_equivalent_arguments(what, existing.arguments, arguments, EQUIVALENT_EXCHANGE_ARGUMENTS)
             return existing
         if exchange_type not in EXCHANGE_TYPES:
             raise errors.command_invalid(f"unknown exchange type '{exchange_type}'")
@@ -281,20 +291,35 @@ class Broker:
     ) -> Queue:
         host = self.get_vhost(vhost)
         if passive:
-            return self.lookup_queue(vhost, name, requester)
+            queue = self.lookup_queue(vhost, name, requester)
+            queue.touch()
+            return queue
         if name == "":
             name = "amq.gen-" + secrets.token_urlsafe(16)[:22]
         elif name.startswith("amq."):
             raise errors.access_refused(f"queue name '{name}' contains reserved prefix 'amq.*'")
         arguments = dict(arguments or {})
+        check_queue_arguments(name, vhost, arguments)
+        if exclusive_owner is not None:
+            durable = False  # RabbitMQ never keeps an exclusive queue across restarts
+        what = resource_description("queue", name, vhost)
         existing = host.queues.get(name)
         if existing is not None:
-            self._check_exclusive_access(existing, requester)
-            what = resource_description("queue", name, vhost)
+            # Exclusivity must match exactly (owner for owner) before anything else is compared.
+            if existing.exclusive_owner is not exclusive_owner:
+                raise _locked(existing)
             _check_equivalent(what, "durable", durable, existing.durable)
             _check_equivalent(what, "auto_delete", auto_delete, existing.auto_delete)
-            _check_equivalent(what, "exclusive", exclusive_owner is not None, existing.exclusive_owner is not None)
+            if arguments.get("x-queue-type", "classic") != existing.queue_type:
+                check_equivalent_arguments(what, existing.arguments, arguments, ("x-queue-type",))
+            check_equivalent_arguments(
+                what, existing.arguments, arguments, EQUIVALENT_QUEUE_ARGUMENTS[existing.queue_type]
+            )
+            existing.touch()
             return existing
+        check_queue_type(
+            what, arguments.get("x-queue-type", "classic"), durable, auto_delete, exclusive_owner is not None, arguments
+        )
         return self.add_queue(vhost, name, durable, auto_delete, arguments, exclusive_owner)
 
     def add_queue(
@@ -311,6 +336,7 @@ class Broker:
         queue.policy = self._policy_for(host, "queue", name)
         queue.apply_settings()
         host.queues[name] = queue
+        queue.touch()
         return queue
 
     def lookup_queue(self, vhost: str, name: str, requester: Any = None) -> Queue:
@@ -323,11 +349,13 @@ class Broker:
     def _check_exclusive_access(self, queue: Queue, requester: Any) -> None:
         owner = queue.exclusive_owner
         if owner is not None and requester is not None and owner is not requester:
-            raise errors.resource_locked(
-                f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
-                f"'{queue.vhost}'. It could be originally declared on another connection or "
-                "the exclusive property value does not match that of the original declaration."
-            )
+            raise _locked(queue)
+
+    def expire_queue(self, queue: Queue) -> None:
+        """x-expires: the queue went unused for its whole lease."""
+        host = self.vhosts.get(queue.vhost)
+        if host is not None and host.queues.get(queue.name) is queue:
+            self._delete_queue(host, queue)
 
     def queue_delete(
         self,
@@ -387,11 +415,11 @@ class Broker:
         host = self.get_vhost(vhost)
         if source == "" or (destination_type == "exchange" and destination == ""):
             raise errors.access_refused("operation not permitted on the default exchange")
-        exchange = self.lookup_exchange(vhost, source)
         if destination_type == "queue":
             self.lookup_queue(vhost, destination, requester)
         else:
             self.lookup_exchange(vhost, destination)
+        exchange = self.lookup_exchange(vhost, source)
         arguments = dict(arguments or {})
         binding = Binding(vhost, source, destination, destination_type, routing_key, arguments)
         for existing in exchange.router.bindings:
@@ -401,6 +429,7 @@ class Broker:
         exchange.router.add(binding)
         if destination_type == "exchange":
             host.exchanges[destination].bound_here.append(binding)
+            exchange.exchange_bindings += 1
         return binding
 
     def unbind(
@@ -416,20 +445,23 @@ class Broker:
         host = self.get_vhost(vhost)
         if source == "" or (destination_type == "exchange" and destination == ""):
             raise errors.access_refused("operation not permitted on the default exchange")
-        exchange = self.lookup_exchange(vhost, source)
-        if destination_type == "queue":
-            self.lookup_queue(vhost, destination, requester)
-        else:
-            self.lookup_exchange(vhost, destination)
+        # RabbitMQ 3.10 answers unbind-ok when the binding (or either end) does not
+        # exist; only a binding that is there is checked against exclusivity.
+        exchange = host.exchanges.get(source)
+        if exchange is None:
+            return
         key = Binding(vhost, source, destination, destination_type, routing_key, arguments).key
         for binding in exchange.router.bindings:
             if binding.key == key:
+                if destination_type == "queue":
+                    self.lookup_queue(vhost, destination, requester)
                 self._remove_binding(host, exchange, binding)
                 return
 
     def _remove_binding(self, host: VirtualHost, exchange: Exchange, binding: Binding) -> None:
         exchange.router.remove(binding)
         if binding.destination_type == "exchange":
+            exchange.exchange_bindings -= 1
             target = host.exchanges.get(binding.destination)
             if target is not None and binding in target.bound_here:
                 target.bound_here.remove(binding)
@@ -473,9 +505,11 @@ class Broker:
         for exchange in host.exchanges.values():
             exchange.policy = self._policy_for(host, "exchange", exchange.name)
             exchange.apply_settings()
-        for queue in host.queues.values():
-            queue.policy = self._policy_for(host, "queue", queue.name)
-            queue.apply_settings()
+        for queue in list(host.queues.values()):
+            policy = self._policy_for(host, "queue", queue.name)
+            if policy is not queue.policy or queue.policy is not None:
+                queue.policy = policy
+                queue.policy_changed()
 
     # -- publishing -------------------------------------------------------------------
 
@@ -497,6 +531,16 @@ class Broker:
             raise errors.not_found(f"no exchange '{exchange}' in vhost '{vhost}'")
         if target.internal:
             raise errors.access_refused(f"cannot publish to internal exchange '{exchange}' in vhost '{vhost}'")
+        routing_keys = None
+        if properties is not None:
+            if "expiration" in properties:
+                check_expiration(properties["expiration"])
+            headers = properties.get("headers")
+            if headers and ("CC" in headers or "BCC" in headers):
+                routing_keys = [routing_key, *_key_list(headers.get("CC")), *_key_list(headers.get("BCC"))]
+                if "BCC" in headers:
+                    # BCC routes the message but is never seen by consumers.
+                    properties = {**properties, "headers": {k: v for k, v in headers.items() if k != "BCC"}}
         self._msg_seq += 1
         now = self.clock.now
         message = Message(self._msg_seq, exchange, routing_key, properties, body, now, origin)
@@ -505,7 +549,7 @@ class Broker:
         flow = self.flow
         if flow.enabled and origin is not None:
             flow.add(now, "published", origin, target.node_id, message)
-        queues = self.route(host, target, message)
+        queues = self.route(host, target, message, routing_keys)
         if not queues:
             stats.unroutable += 1
             if mandatory:
@@ -526,16 +570,21 @@ class Broker:
                 refused = True
         return PublishOutcome(message, taken, False, refused)
 
-    def route(self, host: VirtualHost, exchange: Exchange, message: Message) -> list[Queue]:
+    def route(
+        self, host: VirtualHost, exchange: Exchange, message: Message, routing_keys: list[str] | None = None
+    ) -> list[Queue]:
         """The queues a message reaches from ``exchange``, each once.
 
         Follows exchange-to-exchange bindings and alternate exchanges, each
-        exchange visited at most once, as RabbitMQ's router does.
+        exchange visited at most once, as RabbitMQ's router does. A message with
+        CC or BCC headers is routed by each of its ``routing_keys``.
         """
         routing_key = message.routing_key
         flow = self.flow
         now = self.clock.now
         queues_by_name = host.queues
+        if routing_keys is not None:
+            return self._route_keys(host, exchange, message, routing_keys)
         if exchange.name == "":
             exchange.stats.received += 1
             queue = queues_by_name.get(routing_key)
@@ -546,16 +595,56 @@ class Broker:
             if flow.enabled:
                 flow.add(now, "routed", exchange.node_id, queue.node_id, message)
             return [queue]
+        if not exchange.exchange_bindings:
+            # The common case: one exchange whose bindings all lead to queues.
+            matched = exchange.router.match(routing_key, message.headers if exchange.type == "headers" else None)
+            if matched:
+                stats = exchange.stats
+                stats.received += 1
+                stats.routed += 1
+                found = []
+                seen: set[str] = set()
+                for binding in matched:
+                    binding.routed += 1
+                    if flow.enabled:
+                        flow.add(now, "routed", exchange.node_id, binding.node_id, message)
+                    if binding.destination not in seen:
+                        seen.add(binding.destination)
+                        queue = queues_by_name.get(binding.destination)
+                        if queue is not None:
+                            found.append(queue)
+                return found
+        return self._route_keys(host, exchange, message, [routing_key])
+
+    def _route_keys(
+        self, host: VirtualHost, exchange: Exchange, message: Message, routing_keys: list[str]
+    ) -> list[Queue]:
+        flow = self.flow
+        now = self.clock.now
+        queues_by_name = host.queues
         found: list[Queue] = []
         found_names: set[str] = set()
+        if exchange.name == "":
+            exchange.stats.received += 1
+            for key in routing_keys:
+                queue = queues_by_name.get(key)
+                if queue is not None and key not in found_names:
+                    found_names.add(key)
+                    found.append(queue)
+                    if flow.enabled:
+                        flow.add(now, "routed", exchange.node_id, queue.node_id, message)
+            if found:
+                exchange.stats.routed += 1
+            else:
+                exchange.stats.unroutable += 1
+            return found
         seen_exchanges = {exchange.name}
         worklist = [exchange]
         while worklist:
             current = worklist.pop(0)
             current.stats.received += 1
-            headers = message.headers if current.type == "headers" else None
             matched = False
-            for binding in current.router.match(routing_key, headers):
+            for binding in _matches(current, routing_keys, message):
                 matched = True
                 binding.routed += 1
                 if flow.enabled:
@@ -589,7 +678,12 @@ class Broker:
     # -- dead-lettering -----------------------------------------------------------------
 
     def dead_letter(self, queue: Queue, message: Message, reason: str) -> None:
-        """Republish a message that left ``queue`` for ``reason`` to its dead-letter exchange."""
+        """Republish a message that left ``queue`` for ``reason`` to its dead-letter exchange.
+
+        A dead-letter exchange that does not exist drops the message silently, as
+        RabbitMQ does; so does a cycle back into a queue the message already died
+        in, unless a rejection happened on the way.
+        """
         exchange_name = queue.dead_letter_exchange
         if exchange_name is None:
             return
@@ -599,20 +693,27 @@ class Broker:
         exchange = host.exchanges.get(exchange_name)
         if exchange is None:
             return
-        routing_key = queue.dead_letter_routing_key
-        if routing_key is None:
-            routing_key = message.routing_key
+        original_keys = [message.routing_key, *_key_list(message.headers.get("CC"))]
+        dead_routing_key = queue.dead_letter_routing_key
         dead = message.copy()
-        dead.routing_key = routing_key
+        dead.exchange = exchange_name
         dead.redelivered = False
-        dead.properties = _with_death(message, queue, reason, self.epoch + self.clock.now)
+        dead.delivery_count = 0
+        dead.properties = _with_death(message, queue, reason, original_keys, self.epoch + self.clock.now)
+        if dead_routing_key is not None:
+            dead.routing_key = dead_routing_key
+            routing_keys = [dead_routing_key]
+            dead.properties["headers"].pop("CC", None)
+        else:
+            routing_keys = original_keys
         queue.stats.dead_lettered += 1
-        now = self.clock.now
         if self.flow.enabled:
-            self.flow.add(now, "dead_lettered", queue.node_id, exchange.node_id, dead)
-        targets = self.route(host, exchange, dead)
+            self.flow.add(self.clock.now, "dead_lettered", queue.node_id, exchange.node_id, dead)
+        targets = self._route_keys(host, exchange, dead, routing_keys)
         if reason != "rejected":
             targets = [t for t in targets if not _is_cycle(t.name, dead)]
+        if not targets:
+            return
         copies = [dead] + [dead.copy() for _ in range(len(targets) - 1)]
         for target, copy in zip(targets, copies, strict=True):
             target.enqueue(copy)
@@ -622,6 +723,35 @@ class Broker:
     def record_flow(self, kind: str, source: str | None, target: str | None, message: Message) -> None:
         if self.flow.enabled:
             self.flow.add(self.clock.now, kind, source, target, message)
+
+
+def _locked(queue: Queue) -> errors.ChannelError:
+    return errors.resource_locked(
+        f"cannot obtain exclusive access to locked queue '{queue.name}' in vhost "
+        f"'{queue.vhost}'. It could be originally declared on another connection or "
+        "the exclusive property value does not match that of the original declaration."
+    )
+
+
+def _key_list(value: Any) -> list[str]:
+    if isinstance(value, list | tuple):
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    return []
+
+
+def _matches(exchange: Exchange, routing_keys: list[str], message: Message) -> list[Binding]:
+    """The exchange's bindings that match any of the keys (each binding once)."""
+    router = exchange.router
+    if exchange.type == "headers":
+        return list(router.match("", message.headers))
+    if exchange.type == "fanout" or len(routing_keys) == 1:
+        return list(router.match(routing_keys[0], None))
+    found: list[Binding] = []
+    for key in routing_keys:
+        for binding in router.match(key, None):
+            if binding not in found:
+                found.append(binding)
+    return found
 
 
 def _check_equivalent(what: str, field: str, received: Any, current: Any) -> None:
@@ -637,12 +767,18 @@ def _erl(value: Any) -> str:
     return str(value)
 
 
-def _with_death(message: Message, queue: Queue, reason: str, timestamp: float) -> dict[str, Any]:
-    """New properties carrying the x-death history RabbitMQ writes on dead-lettering."""
+def _with_death(
+    message: Message, queue: Queue, reason: str, routing_keys: list[str], timestamp: float
+) -> dict[str, Any]:
+    """New properties carrying the x-death history RabbitMQ writes on dead-lettering.
+
+    Entries are newest first, one per (queue, reason); a repeat death moves its
+    entry to the front and counts it.
+    """
     properties = dict(message.properties or {})
     headers = dict(properties.get("headers") or {})
+    headers.pop("x-delivery-count", None)
     deaths = [dict(d) for d in headers.get("x-death") or []]
-    routing_keys = [message.routing_key]
     for entry in deaths:
         if entry.get("queue") == queue.name and entry.get("reason") == reason:
             deaths.remove(entry)
@@ -657,7 +793,7 @@ def _with_death(message: Message, queue: Queue, reason: str, timestamp: float) -
             "queue": queue.name,
             "time": int(timestamp),
             "exchange": message.exchange,
-            "routing-keys": routing_keys,
+            "routing-keys": list(routing_keys),
         }
         expiration = properties.get("expiration")
         if expiration is not None:

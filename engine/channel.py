@@ -132,6 +132,7 @@ class Channel:
         self.on_return: ReturnCallback | None = None
         self.on_confirm: ConfirmCallback | None = None
         self.on_cancel: Callable[[str], None] | None = None  # the broker cancelled a consumer
+        self.last_queue: str | None = None  # AMQP's shortcut: an empty queue name means this one
         self.closed = False
 
     # -- topology -------------------------------------------------------------------
@@ -142,27 +143,41 @@ class Channel:
     def exchange_delete(self, exchange: str, if_unused: bool = False) -> None:
         self.broker.exchange_delete(self.vhost, exchange, if_unused=if_unused)
 
-    def queue_declare(self, queue: str = "", exclusive: bool = False, **options: Any) -> Queue:
+    def queue_declare(self, queue: str = "", exclusive: bool = False, passive: bool = False, **options: Any) -> Queue:
         owner = self.connection if exclusive else None
-        return self.broker.queue_declare(self.vhost, queue, exclusive_owner=owner, requester=self.connection, **options)
+        declared = self.broker.queue_declare(
+            self.vhost, queue, exclusive_owner=owner, requester=self.connection, passive=passive, **options
+        )
+        if not passive:
+            self.last_queue = declared.name
+        return declared
+
+    def _queue_name(self, queue: str) -> str:
+        if queue:
+            return queue
+        if self.last_queue is None:
+            raise errors.not_found("no previously declared queue")
+        return self.last_queue
 
     def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> int:
         return self.broker.queue_delete(
-            self.vhost, queue, if_unused=if_unused, if_empty=if_empty, requester=self.connection
+            self.vhost, self._queue_name(queue), if_unused=if_unused, if_empty=if_empty, requester=self.connection
         )
 
     def queue_purge(self, queue: str) -> int:
-        return self.broker.queue_purge(self.vhost, queue, requester=self.connection)
+        return self.broker.queue_purge(self.vhost, self._queue_name(queue), requester=self.connection)
 
     def queue_bind(
         self, queue: str, exchange: str, routing_key: str = "", arguments: dict[str, Any] | None = None
     ) -> None:
-        self.broker.bind(self.vhost, exchange, queue, "queue", routing_key, arguments, requester=self.connection)
+        name = self._queue_name(queue)
+        self.broker.bind(self.vhost, exchange, name, "queue", routing_key, arguments, requester=self.connection)
 
     def queue_unbind(
         self, queue: str, exchange: str, routing_key: str = "", arguments: dict[str, Any] | None = None
     ) -> None:
-        self.broker.unbind(self.vhost, exchange, queue, "queue", routing_key, arguments, requester=self.connection)
+        name = self._queue_name(queue)
+        self.broker.unbind(self.vhost, exchange, name, "queue", routing_key, arguments, requester=self.connection)
 
     def exchange_bind(
         self, destination: str, source: str, routing_key: str = "", arguments: dict[str, Any] | None = None
@@ -204,8 +219,8 @@ class Channel:
     def basic_qos(self, prefetch_count: int, global_: bool = False) -> None:
         if global_:
             self.global_prefetch = prefetch_count
-            for consumer in list(self.consumers.values()):
-                consumer.queue.unblock(consumer)
+            for queue in list({consumer.queue: None for consumer in self.consumers.values()}):
+                queue.unblock_channel(self)
         else:
             self.prefetch_count = prefetch_count
 
@@ -219,11 +234,11 @@ class Channel:
         arguments: dict[str, Any] | None = None,
         node_id: str | None = None,
     ) -> str:
-        target = self.broker.lookup_queue(self.vhost, queue, requester=self.connection)
+        target = self.broker.lookup_queue(self.vhost, self._queue_name(queue), requester=self.connection)
         if not consumer_tag:
             consumer_tag = f"amq.ctag-{next(_consumer_tags)}"
         if consumer_tag in self.consumers:
-            raise errors.command_invalid(f"consume: attempt to reuse consumer tag '{consumer_tag}'")
+            raise errors.not_allowed(f"attempt to reuse consumer tag '{consumer_tag}'")
         if exclusive and target.consumers:
             raise errors.access_refused(f"queue '{queue}' in vhost '{self.vhost}' in exclusive use")
         if any(c.exclusive for c in target.consumers):
@@ -269,7 +284,11 @@ class Channel:
         consumer.on_deliver(consumer, tag, message)
 
     def basic_get(self, queue: str, no_ack: bool = False) -> tuple[int, Message, int] | None:
-        target = self.broker.lookup_queue(self.vhost, queue, requester=self.connection)
+        target = self.broker.lookup_queue(self.vhost, self._queue_name(queue), requester=self.connection)
+        if target.queue_type == "stream":
+            raise errors.ConnectionError(
+                540, f"basic.get not supported by stream queues queue '{target.name}' in vhost '{self.vhost}'"
+            )
         message = target.get()
         if message is None:
             return None
@@ -322,6 +341,8 @@ class Channel:
         self._settle_negative(self._take(delivery_tag, False), requeue)
 
     def basic_recover(self, requeue: bool = True) -> None:
+        if not requeue:
+            raise errors.ConnectionError(540, "requeue=false")
         entries = list(self.unacked.values())
         self.unacked.clear()
         self._settle_negative(entries, True)
@@ -349,8 +370,8 @@ class Channel:
     def _release(self, entries: list[Unacked]) -> None:
         """Room in a prefetch window: let the affected consumers take more."""
         if self.global_prefetch:
-            for consumer in list(self.consumers.values()):
-                consumer.queue.unblock(consumer)
+            for queue in list({consumer.queue: None for consumer in self.consumers.values()}):
+                queue.unblock_channel(self)
             return
         if len(entries) == 1:
             only = entries[0].consumer

@@ -45,12 +45,69 @@ class QueueStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-class Queue:
-    """A classic queue in a vhost.
+class FifoMessages(deque[Message]):
+    """Ready messages in queue order."""
 
-    Consumers wait in ``_active`` (by consumer priority, then in turn) or in
-    ``_blocked`` while their prefetch is used up; a delivery sends the consumer to
-    the back of its line, which is RabbitMQ's round-robin.
+    __slots__ = ()
+
+    def requeue(self, message: Message) -> None:
+        _requeue(self, message)
+
+
+class PriorityMessages:
+    """Ready messages of a priority queue: highest priority first, FIFO within a priority."""
+
+    __slots__ = ("levels", "size")
+
+    def __init__(self, max_priority: int) -> None:
+        self.levels: list[deque[Message]] = [deque() for _ in range(max_priority + 1)]
+        self.size = 0
+
+    def append(self, message: Message) -> None:
+        self.levels[message.priority].append(message)
+        self.size += 1
+
+    def popleft(self) -> Message:
+        for level in reversed(self.levels):
+            if level:
+                self.size -= 1
+                return level.popleft()
+        raise IndexError("pop from an empty queue")
+
+    def __getitem__(self, index: int) -> Message:
+        if index != 0:
+            raise IndexError("only the head of a priority queue can be read")
+        for level in reversed(self.levels):
+            if level:
+                return level[0]
+        raise IndexError("empty queue")
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def __iter__(self) -> Iterator[Message]:
+        for level in reversed(self.levels):
+            yield from level
+
+    def clear(self) -> None:
+        for level in self.levels:
+            level.clear()
+        self.size = 0
+
+    def requeue(self, message: Message) -> None:
+        _requeue(self.levels[message.priority], message)
+        self.size += 1
+
+
+class Queue:
+    """A queue in a vhost: classic (FIFO or priority), or quorum.
+
+    Consumers wait in lines by consumer priority (``_lines``) or in ``_blocked``
+    while their prefetch is used up; a delivery sends the consumer to the back of
+    its line, which is RabbitMQ's round-robin.
     """
 
     def __init__(
@@ -70,26 +127,40 @@ class Queue:
         self.auto_delete = auto_delete
         self.exclusive_owner = exclusive_owner
         self.arguments = dict(arguments or {})
+        self.queue_type = str(self.arguments.get("x-queue-type", "classic"))
         self.node_id = f"queue:{vhost}:{name}"
         self.stats = QueueStats()
-        self.ready: deque[Message] = deque()
+        self.max_priority = _max_priority(arguments) if self.queue_type == "classic" else None
+        self.ready: FifoMessages | PriorityMessages = (
+            FifoMessages() if self.max_priority is None else PriorityMessages(self.max_priority)
+        )
         self.ready_bytes = 0
         self.unacked = 0
         self.consumers: list[ChannelConsumer] = []
-        self._active: deque[ChannelConsumer] = deque()
-        self._blocked: set[ChannelConsumer] = set()
+        self._lines: list[tuple[int, deque[ChannelConsumer]]] = []  # by consumer priority, highest first
+        self._blocked: dict[ChannelConsumer, None] = {}  # in the order they were blocked
+        self.single_active_consumer = bool(self.arguments.get("x-single-active-consumer", False))
         self._next_seq = 0
         self._dispatching = False
         self._expiry_timer: Any = None
+        self._expiry_at: float | None = None
+        self._lease_timer: Any = None
         self.deleted = False
         self.message_ttl: float | None = None
+        self.expires: float | None = None
         self.max_length: int | None = None
         self.max_length_bytes: int | None = None
         self.overflow = "drop-head"
         self.dead_letter_exchange: str | None = None
         self.dead_letter_routing_key: str | None = None
+        self.delivery_limit: int | None = None
         self.policy: Policy | None = None
         self.apply_settings()
+
+    @property
+    def simulated(self) -> bool:
+        """Streams are drawn and hold messages, but their semantics are not simulated."""
+        return self.queue_type != "stream"
 
     # -- settings ---------------------------------------------------------------
 
@@ -112,11 +183,22 @@ class Queue:
 
         ttl = lowest("message-ttl")
         self.message_ttl = None if ttl is None else ttl / 1000.0
+        expires = lowest("expires")
+        self.expires = None if expires is None else expires / 1000.0
         self.max_length = lowest("max-length")
         self.max_length_bytes = lowest("max-length-bytes")
         self.overflow = argument_first("overflow", "drop-head")
         self.dead_letter_exchange = argument_first("dead-letter-exchange")
         self.dead_letter_routing_key = argument_first("dead-letter-routing-key")
+        self.delivery_limit = lowest("delivery-limit") if self.queue_type == "quorum" else None
+
+    def policy_changed(self) -> None:
+        """A policy came, went or changed: new limits apply to what the queue holds now."""
+        self.apply_settings()
+        if self.overflow == "drop-head":
+            self._enforce_length_limit()
+        self._expire_head()
+        self._renew_lease()
 
     @property
     def depth(self) -> int:
@@ -125,17 +207,38 @@ class Queue:
     def messages(self) -> Iterator[Message]:
         return iter(self.ready)
 
+    # -- x-expires: the lease of an unused queue ------------------------------------
+
+    def touch(self) -> None:
+        """A declare or basic.get: the queue is in use; its lease starts again."""
+        self._renew_lease()
+
+    def _renew_lease(self) -> None:
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+            self._lease_timer = None
+        if self.expires is not None and not self.consumers and not self.deleted:
+            self._lease_timer = self.broker.clock.call_later(self.expires, self._lease_expired)
+
+    def _lease_expired(self) -> None:
+        self._lease_timer = None
+        if not self.consumers and not self.deleted:
+            self.broker.expire_queue(self)
+
     # -- enqueue ------------------------------------------------------------------
 
     def enqueue(self, message: Message) -> bool:
         """Take a routed message; False when the queue's overflow rule refuses it."""
         if self.overflow != "drop-head" and self._would_overflow(message):
             self.stats.refused += 1
+            self.broker.record_flow("dropped", self.node_id, None, message)
             if self.overflow == "reject-publish-dlx":
                 self.broker.dead_letter(self, message, "maxlen")
             return False
         now = self.broker.clock.now
         message.enqueued_at = now
+        if self.max_priority is not None:
+            message.priority = _message_priority(message, self.max_priority)
         message.seq = self._next_seq
         self._next_seq += 1
         ttl = self.message_ttl
@@ -144,6 +247,13 @@ class Queue:
             ttl = expiration
         message.expires_at = None if ttl is None else now + ttl
         self.stats.enqueued += 1
+        if not self.ready and not self._dispatching:
+            # Straight to a consumer with room, if there is one: a message with
+            # TTL 0, or a queue with max-length 0, still reaches a waiting consumer.
+            turn = self._next_consumer()
+            if turn is not None:
+                self._deliver(turn[0], turn[1], message)
+                return True
         self.ready.append(message)
         self.ready_bytes += len(message.body)
         self.dispatch()
@@ -161,6 +271,8 @@ class Queue:
     def _enforce_length_limit(self) -> None:
         max_length = self.max_length
         max_bytes = self.max_length_bytes
+        if max_length is None and max_bytes is None:
+            return
         while self.ready and (
             (max_length is not None and len(self.ready) > max_length)
             or (max_bytes is not None and self.ready_bytes > max_bytes)
@@ -169,6 +281,7 @@ class Queue:
             self.stats.dropped += 1
             self.broker.record_flow("dropped", self.node_id, None, message)
             self.broker.dead_letter(self, message, "maxlen")
+        self._schedule_expiry()
 
     def _pop_ready(self) -> Message:
         message = self.ready.popleft()
@@ -180,80 +293,132 @@ class Queue:
     def _expire_head(self) -> None:
         """Drop expired messages at the head; a classic queue only expires its head."""
         ready = self.ready
-        if not ready:
-            return
-        now = self.broker.clock.now
-        while ready and ready[0].expires_at is not None and ready[0].expires_at <= now:
-            message = self._pop_ready()
-            self.stats.expired += 1
-            self.broker.record_flow("expired", self.node_id, None, message)
-            self.broker.dead_letter(self, message, "expired")
+        if ready:
+            now = self.broker.clock.now
+            while ready and ready[0].expires_at is not None and ready[0].expires_at <= now:
+                message = self._pop_ready()
+                self.stats.expired += 1
+                self.broker.record_flow("expired", self.node_id, None, message)
+                self.broker.dead_letter(self, message, "expired")
         self._schedule_expiry()
 
     def _schedule_expiry(self) -> None:
+        """Keep one timer, set for when the head message expires."""
+        when = self.ready[0].expires_at if self.ready and not self.deleted else None
+        if when == self._expiry_at:
+            return
         if self._expiry_timer is not None:
             self._expiry_timer.cancel()
             self._expiry_timer = None
-        if self.ready and self.ready[0].expires_at is not None and not self.deleted:
-            self._expiry_timer = self.broker.clock.call_at(self.ready[0].expires_at, self._on_expiry_timer)
+        self._expiry_at = when
+        if when is not None:
+            self._expiry_timer = self.broker.clock.call_at(when, self._on_expiry_timer)
 
     def _on_expiry_timer(self) -> None:
         self._expiry_timer = None
+        self._expiry_at = None
         self._expire_head()
 
     # -- consumers ----------------------------------------------------------------
 
     def add_consumer(self, consumer: ChannelConsumer) -> None:
         self.consumers.append(consumer)
-        self._active.append(consumer)
+        self._line(consumer.priority).append(consumer)
+        if self._lease_timer is not None:
+            self._lease_timer.cancel()
+            self._lease_timer = None
         self.dispatch()
 
     def remove_consumer(self, consumer: ChannelConsumer) -> None:
         self.consumers.remove(consumer)
-        self._blocked.discard(consumer)
-        try:
-            self._active.remove(consumer)
-        except ValueError:
-            pass
+        self._blocked.pop(consumer, None)
+        for _, line in self._lines:
+            try:
+                line.remove(consumer)
+            except ValueError:
+                continue
+            break
+        if not self.consumers:
+            self._renew_lease()
+        elif self.single_active_consumer:
+            self.dispatch()
+
+    def _line(self, priority: int) -> deque[ChannelConsumer]:
+        for level, line in self._lines:
+            if level == priority:
+                return line
+        new_line: deque[ChannelConsumer] = deque()
+        self._lines.append((priority, new_line))
+        self._lines.sort(key=lambda entry: -entry[0])
+        return new_line
 
     def unblock(self, consumer: ChannelConsumer) -> None:
         """A consumer's prefetch has room again: put it back in line and dispatch."""
         if consumer in self._blocked:
-            self._blocked.discard(consumer)
-            self._active.append(consumer)
-        self.dispatch()
+            del self._blocked[consumer]
+            self._line(consumer.priority).append(consumer)
+        if self.ready:
+            self.dispatch()
+
+    def unblock_channel(self, channel: Any) -> None:
+        """A channel-wide prefetch has room again: its blocked consumers line up in the order they were blocked."""
+        for consumer in [c for c in self._blocked if c.channel is channel]:
+            del self._blocked[consumer]
+            self._line(consumer.priority).append(consumer)
+        if self.ready:
+            self.dispatch()
+
+    def _next_consumer(self) -> tuple[ChannelConsumer, deque[ChannelConsumer]] | None:
+        """The consumer whose turn it is: highest priority first, in turn within a priority."""
+        if self.single_active_consumer:
+            active = self.consumers[0] if self.consumers else None
+            if active is None or not active.has_capacity():
+                return None
+            return active, _NO_LINE
+        for _, line in self._lines:
+            while line:
+                consumer = line[0]
+                if consumer.has_capacity():
+                    return consumer, line
+                line.popleft()
+                self._blocked[consumer] = None
+        return None
+
+    def _deliver(self, consumer: ChannelConsumer, line: deque[ChannelConsumer], message: Message) -> None:
+        if line:
+            line.rotate(-1)
+        stats = self.stats
+        stats.delivered += 1
+        if message.redelivered:
+            stats.redelivered += 1
+        if self.queue_type == "quorum" and message.delivery_count:
+            _set_header(message, "x-delivery-count", message.delivery_count)
+        consumer.channel.deliver(consumer, message, self)
 
     def dispatch(self) -> None:
-        if self._dispatching:
+        if self._dispatching or not self.ready:
             return
         self._dispatching = True
+        ready = self.ready
         try:
-            ready = self.ready
-            active = self._active
             now = self.broker.clock.now
-            while ready and active:
-                consumer = active[0]
-                if not consumer.has_capacity():
-                    active.popleft()
-                    self._blocked.add(consumer)
-                    continue
+            while ready:
+                turn = self._next_consumer()
+                if turn is None:
+                    break
                 message = ready[0]
                 if message.expires_at is not None and message.expires_at <= now:
                     self._expire_head()
                     continue
                 self._pop_ready()
-                active.rotate(-1)
-                self.stats.delivered += 1
-                if message.redelivered:
-                    self.stats.redelivered += 1
-                consumer.channel.deliver(consumer, message, self)
+                self._deliver(turn[0], turn[1], message)
         finally:
             self._dispatching = False
-        if ready:
-            self._schedule_expiry()
+        self._schedule_expiry()
 
     def get(self) -> Message | None:
         """basic.get: the head message, or None when the queue is empty."""
+        self.touch()
         self._expire_head()
         if not self.ready:
             return None
@@ -261,6 +426,9 @@ class Queue:
         self.stats.delivered += 1
         if message.redelivered:
             self.stats.redelivered += 1
+        if self.queue_type == "quorum":
+            # RabbitMQ 3.10 counts deliveries on basic.get from the first one.
+            _set_header(message, "x-delivery-count", message.delivery_count)
         self._schedule_expiry()
         return message
 
@@ -276,14 +444,25 @@ class Queue:
         self.broker.dead_letter(self, message, "rejected")
 
     def requeue(self, message: Message) -> None:
+        """Back where it was, marked redelivered; past a quorum queue's delivery limit, dead-lettered."""
         self.unacked -= 1
-        self.stats.requeued += 1
         if self.deleted:
             return
+        if self.queue_type == "quorum":
+            message.delivery_count += 1
+            if self.delivery_limit is not None and message.delivery_count > self.delivery_limit:
+                self.stats.rejected += 1
+                self.broker.record_flow("dropped", self.node_id, None, message)
+                self.broker.dead_letter(self, message, "delivery_limit")
+                return
+        self.stats.requeued += 1
         message.redelivered = True
-        _requeue(self.ready, message)
+        self.ready.requeue(message)
         self.ready_bytes += len(message.body)
         self.broker.record_flow("requeued", self.node_id, None, message)
+        if self.overflow == "drop-head":
+            self._enforce_length_limit()
+        self._expire_head()
 
     def purge(self) -> int:
         count = len(self.ready)
@@ -296,10 +475,21 @@ class Queue:
     def delete(self) -> int:
         count = self.purge()
         self.deleted = True
-        if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
-            self._expiry_timer = None
+        for timer in (self._expiry_timer, self._lease_timer):
+            if timer is not None:
+                timer.cancel()
+        self._expiry_timer = self._lease_timer = None
         return count
+
+
+_NO_LINE: deque[Any] = deque()
+
+
+def _set_header(message: Message, name: str, value: Any) -> None:
+    """Give this copy of a message a header, leaving the properties other copies share alone."""
+    props = dict(message.properties or {})
+    props["headers"] = {**(props.get("headers") or {}), name: value}
+    message.properties = props
 
 
 def _requeue(ready: deque[Message], message: Message) -> None:
@@ -312,6 +502,21 @@ def _requeue(ready: deque[Message], message: Message) -> None:
             ready.insert(index, message)
             return
     ready.append(message)
+
+
+def _max_priority(arguments: dict[str, Any] | None) -> int | None:
+    value = (arguments or {}).get("x-max-priority")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return min(value, 255)
+    return None
+
+
+def _message_priority(message: Message, max_priority: int) -> int:
+    props = message.properties
+    priority = props.get("priority") if props is not None else None
+    if not isinstance(priority, int) or priority <= 0:
+        return 0
+    return min(priority, max_priority)
 
 
 def _per_message_ttl(message: Message) -> float | None:

@@ -6,7 +6,7 @@ so its cost follows the routing key, not the number of bindings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -139,13 +139,21 @@ class _TrieNode:
 
 
 class TopicRouter(Router):
-    """Binding keys in a trie of words; ``*`` is one word, ``#`` zero or more."""
+    """Binding keys in a trie of words; ``*`` is one word, ``#`` zero or more.
+
+    Producers reuse a few keys, so the bindings each key matched are kept in a
+    bounded cache that any change of bindings empties.
+    """
+
+    CACHE_SIZE = 4096
 
     def __init__(self) -> None:
         super().__init__()
         self._root = _TrieNode()
+        self._cache: dict[str, list[Binding]] = {}
 
     def add(self, binding: Binding) -> None:
+        self._cache.clear()
         super().add(binding)
         node = self._root
         for word in split_topic(binding.routing_key):
@@ -156,6 +164,7 @@ class TopicRouter(Router):
         node.bindings.append(binding)
 
     def remove(self, binding: Binding) -> None:
+        self._cache.clear()
         super().remove(binding)
         path = [self._root]
         words = split_topic(binding.routing_key)
@@ -169,6 +178,17 @@ class TopicRouter(Router):
             del path[depth - 1].children[words[depth - 1]]
 
     def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+        cache = self._cache
+        found = cache.get(routing_key)
+        if found is None:
+            found = self.match_in_trie(routing_key)
+            if len(cache) >= self.CACHE_SIZE:
+                cache.clear()
+            cache[routing_key] = found
+        return found
+
+    def match_in_trie(self, routing_key: str) -> list[Binding]:
+        """The bindings a key matches, found by walking the trie (no cache)."""
         words = split_topic(routing_key)
         found: list[Binding] = []
         self._walk(self._root, words, 0, found, set())
@@ -221,11 +241,9 @@ class HeadersRouter(Router):
                 f"Invalid x-match field value {_as_text(kind)!r}; expected all, any, all-with-x, or any-with-x"
             )
 
-    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterator[Binding]:
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> list[Binding]:
         data = headers or {}
-        for binding in self.bindings:
-            if headers_match(binding.arguments, data):
-                yield binding
+        return [binding for binding in self.bindings if headers_match(binding.arguments, data)]
 
 
 def headers_match(arguments: Mapping[str, Any], headers: Mapping[str, Any]) -> bool:

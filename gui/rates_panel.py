@@ -65,7 +65,9 @@ class RatesPanel(QWidget):
         self.depth_plot = self._plot("Queue depth", "messages ready")
         styles = {"publish": Qt.PenStyle.SolidLine, "deliver": Qt.PenStyle.SolidLine, "ack": Qt.PenStyle.DashLine}
         self.rate_curves = {
-            name: self.rates_plot.plot([], [], pen=pg.mkPen(SERIES_COLORS[name], width=2, style=styles[name]), name=name)
+            name: self.rates_plot.plot(
+                [], [], pen=pg.mkPen(SERIES_COLORS[name], width=2, style=styles[name]), name=name
+            )
             for name, _ in RATE_SERIES
         }
         self.depth_curves: dict[str, pg.PlotDataItem] = {}
@@ -142,7 +144,11 @@ class RatesPanel(QWidget):
         visible = self.rates.time >= start
         for plot, buffer, floor in ((self.rates_plot, self.rates, 5.0), (self.depth_plot, self.depths, 5.0)):
             plot.setXRange(start, end, padding=0.01)
-            peak = float(buffer.values[:, : buffer.size][:, visible].max()) if buffer.values.shape[0] and visible.any() else 0.0
+            peak = (
+                float(buffer.values[:, : buffer.size][:, visible].max())
+                if buffer.values.shape[0] and visible.any()
+                else 0.0
+            )
             plot.setYRange(0.0, max(peak * 1.12, floor), padding=0.03)
 
     def has_data(self) -> bool:

@@ -91,7 +91,9 @@ class EngineDriver(_Bookkeeping, Driver):
         if channel is None or channel.closed or channel.connection.closed:
             channel = self._connection(connection).channel()
             channel.on_return = lambda code, text, message, n=name: self._returns[n].append(
-                Returned(message.body, message.routing_key, message.exchange, code, text, dict(message.properties or {}))
+                Returned(
+                    message.body, message.routing_key, message.exchange, code, text, dict(message.properties or {})
+                )
             )
             channel.on_confirm = lambda seq, ack, multiple, n=name: self._confirms[n].append(ack)
             channel.on_cancel = lambda tag: self._cancelled.add(tag)
@@ -219,7 +221,9 @@ class EngineDriver(_Bookkeeping, Driver):
             ch.basic_cancel(args["consumer"])
             return None
         if op in ("basic.ack", "basic.nack", "basic.reject"):
-            tag = self._delivery_ref(args["delivery"]).delivery_tag if "delivery" in args else args.get("delivery_tag", 0)
+            tag = (
+                self._delivery_ref(args["delivery"]).delivery_tag if "delivery" in args else args.get("delivery_tag", 0)
+            )
             if op == "basic.ack":
                 ch.basic_ack(tag, multiple=args.get("multiple", False))
             elif op == "basic.nack":
@@ -260,7 +264,13 @@ class EngineDriver(_Bookkeeping, Driver):
             while (got := channel.basic_get(queue, no_ack=True)) is not None:
                 _, message, _ = got
                 found.append(
-                    Delivery(message.body, message.routing_key, message.exchange, message.redelivered, dict(message.properties or {}))
+                    Delivery(
+                        message.body,
+                        message.routing_key,
+                        message.exchange,
+                        message.redelivered,
+                        dict(message.properties or {}),
+                    )
                 )
             return found
         except AMQPError as exc:
@@ -315,7 +325,9 @@ class RabbitAdmin:
             if exc.code != 404:
                 raise
 
-    def set_policy(self, vhost: str, name: str, pattern: str, definition: dict[str, Any], priority: int, apply_to: str) -> None:
+    def set_policy(
+        self, vhost: str, name: str, pattern: str, definition: dict[str, Any], priority: int, apply_to: str
+    ) -> None:
         body = {"pattern": pattern, "definition": definition, "priority": priority, "apply-to": apply_to}
         self.request("PUT", f"/policies/{self.quote(vhost)}/{self.quote(name)}", body)
 
@@ -356,7 +368,12 @@ class PikaDriver(_Bookkeeping, Driver):
         import pika
 
         return pika.ConnectionParameters(
-            self.host, self.port, self.vhost, pika.PlainCredentials("guest", "guest"), heartbeat=0, blocked_connection_timeout=10
+            self.host,
+            self.port,
+            self.vhost,
+            pika.PlainCredentials("guest", "guest"),
+            heartbeat=0,
+            blocked_connection_timeout=10,
         )
 
     def _connection(self, name: str):  # type: ignore[no-untyped-def]
@@ -371,7 +388,9 @@ class PikaDriver(_Bookkeeping, Driver):
         channel = self.channels.get(name)
         if channel is None or not channel.is_open:
             channel = self._connection(connection).channel()
-            channel.add_on_return_callback(lambda ch, method, props, body, n=name: self._on_return(n, method, props, body))
+            channel.add_on_return_callback(
+                lambda ch, method, props, body, n=name: self._on_return(n, method, props, body)
+            )
             channel.add_on_cancel_callback(lambda method: self._cancelled.add(method.method.consumer_tag))
             channel._impl.add_on_close_callback(lambda impl, reason, n=name: self._on_close(n, reason))
             channel.qc_confirming = False
@@ -386,7 +405,9 @@ class PikaDriver(_Bookkeeping, Driver):
     def _on_return(self, name: str, method: Any, props: Any, body: bytes) -> None:
         self._news = time.monotonic()
         self._returns[name].append(
-            Returned(body, method.routing_key, method.exchange, method.reply_code, method.reply_text, _pika_props(props))
+            Returned(
+                body, method.routing_key, method.exchange, method.reply_code, method.reply_text, _pika_props(props)
+            )
         )
 
     def call(self, op: str, channel: str, connection: str, args: dict[str, Any]) -> Any:
@@ -395,7 +416,15 @@ class PikaDriver(_Bookkeeping, Driver):
         ch = self._channel(channel, connection)
         try:
             result = self._dispatch(op, ch, channel, args)
-            if op in ("basic.publish", "basic.ack", "basic.nack", "basic.reject", "basic.cancel", "basic.recover", "queue.unbind"):
+            if op in (
+                "basic.publish",
+                "basic.ack",
+                "basic.nack",
+                "basic.reject",
+                "basic.cancel",
+                "basic.recover",
+                "queue.unbind",
+            ):
                 self._sync(ch)
             return result
         except pe.ChannelClosedByBroker as exc:
@@ -416,7 +445,15 @@ class PikaDriver(_Bookkeeping, Driver):
         def on_message(ch: Any, method: Any, props: Any, body: bytes) -> None:
             self._news = time.monotonic()
             self._deliveries[consumer_name].append(
-                Delivery(body, method.routing_key, method.exchange, method.redelivered, _pika_props(props), method.delivery_tag, channel_name)
+                Delivery(
+                    body,
+                    method.routing_key,
+                    method.exchange,
+                    method.redelivered,
+                    _pika_props(props),
+                    method.delivery_tag,
+                    channel_name,
+                )
             )
 
         return on_message
@@ -454,7 +491,11 @@ class PikaDriver(_Bookkeeping, Driver):
                 auto_delete=args.get("auto_delete", False),
                 arguments=args.get("arguments"),
             )
-            return {"queue": frame.method.queue, "message_count": frame.method.message_count, "consumer_count": frame.method.consumer_count}
+            return {
+                "queue": frame.method.queue,
+                "message_count": frame.method.message_count,
+                "consumer_count": frame.method.consumer_count,
+            }
         if op == "queue.bind":
             ch.queue_bind(args["queue"], args["exchange"], args.get("routing_key", ""), args.get("arguments"))
             return None
@@ -464,7 +505,9 @@ class PikaDriver(_Bookkeeping, Driver):
         if op == "queue.purge":
             return {"message_count": ch.queue_purge(args["queue"]).method.message_count}
         if op == "queue.delete":
-            frame = ch.queue_delete(args["queue"], if_unused=args.get("if_unused", False), if_empty=args.get("if_empty", False))
+            frame = ch.queue_delete(
+                args["queue"], if_unused=args.get("if_unused", False), if_empty=args.get("if_empty", False)
+            )
             return {"message_count": frame.method.message_count}
         if op == "basic.qos":
             ch.basic_qos(prefetch_count=args.get("prefetch_count", 0), global_qos=args.get("global", False))
@@ -481,13 +524,10 @@ class PikaDriver(_Bookkeeping, Driver):
                 )
                 if ch.qc_confirming:
                     self._confirms[channel].append(True)
-            except pe.UnroutableError as exc:
-                for returned in exc.messages:
-                    self._on_return(channel, returned.method, returned.properties, returned.body)
+            except pe.UnroutableError:
+                # Returned and then acked: the return callback has recorded the message.
                 self._confirms[channel].append(True)
-            except pe.NackError as exc:
-                for returned in exc.messages:
-                    self._news = time.monotonic()
+            except pe.NackError:
                 self._confirms[channel].append(False)
             return None
         if op == "basic.get":
@@ -495,7 +535,14 @@ class PikaDriver(_Bookkeeping, Driver):
             if method is None:
                 return None
             delivery = Delivery(
-                body, method.routing_key, method.exchange, method.redelivered, _pika_props(props), method.delivery_tag, channel, method.message_count
+                body,
+                method.routing_key,
+                method.exchange,
+                method.redelivered,
+                _pika_props(props),
+                method.delivery_tag,
+                channel,
+                method.message_count,
             )
             if "as" in args:
                 self._gets[args["as"]] = delivery
@@ -516,7 +563,9 @@ class PikaDriver(_Bookkeeping, Driver):
             ch.basic_cancel(args["consumer"])
             return None
         if op in ("basic.ack", "basic.nack", "basic.reject"):
-            tag = self._delivery_ref(args["delivery"]).delivery_tag if "delivery" in args else args.get("delivery_tag", 0)
+            tag = (
+                self._delivery_ref(args["delivery"]).delivery_tag if "delivery" in args else args.get("delivery_tag", 0)
+            )
             if op == "basic.ack":
                 ch.basic_ack(tag, multiple=args.get("multiple", False))
             elif op == "basic.nack":
@@ -589,7 +638,9 @@ class PikaDriver(_Bookkeeping, Driver):
                 method, props, body = channel.basic_get(queue, auto_ack=True)
                 if method is None:
                     return found
-                found.append(Delivery(body, method.routing_key, method.exchange, method.redelivered, _pika_props(props)))
+                found.append(
+                    Delivery(body, method.routing_key, method.exchange, method.redelivered, _pika_props(props))
+                )
         except pe.ChannelClosedByBroker as exc:
             raise AssertionError(f"cannot drain queue {queue}: {exc.reply_code} {exc.reply_text}") from None
         finally:

@@ -301,7 +301,11 @@ def _run_step(driver: Driver, step: dict[str, Any]) -> None:
     try:
         if op == "policy.set":
             driver.set_policy(
-                step["name"], step["pattern"], step.get("definition", {}), step.get("priority", 0), step.get("apply_to", "all")
+                step["name"],
+                step["pattern"],
+                step.get("definition", {}),
+                step.get("priority", 0),
+                step.get("apply_to", "all"),
             )
             result = None
         elif op == "policy.clear":
@@ -319,7 +323,9 @@ def _run_step(driver: Driver, step: dict[str, Any]) -> None:
         if exc.reply_code != expected_error:
             raise AssertionError(f"expected error {expected_error}, got {exc.reply_code}: {exc.reply_text}") from None
         if "error_text" in step and step["error_text"] not in exc.reply_text:
-            raise AssertionError(f"expected error text containing {step['error_text']!r}, got {exc.reply_text!r}")
+            raise AssertionError(
+                f"expected error text containing {step['error_text']!r}, got {exc.reply_text!r}"
+            ) from None
         return
     if expected_error is not None:
         raise AssertionError(f"expected error {expected_error}, but the step succeeded")
@@ -367,7 +373,9 @@ def _check(driver: Driver, op: str, step: dict[str, Any]) -> None:
     elif op == "expect.cancelled":
         got_cancelled = driver.cancelled(step["consumer"])
         if got_cancelled != step.get("cancelled", True):
-            raise AssertionError(f"consumer {step['consumer']}: expected cancelled={step.get('cancelled', True)}, got {got_cancelled}")
+            raise AssertionError(
+                f"consumer {step['consumer']}: expected cancelled={step.get('cancelled', True)}, got {got_cancelled}"
+            )
     elif op == "expect.exists":
         kind = "queue" if "queue" in step else "exchange"
         got_exists = driver.exists(kind, step[kind])
