@@ -42,12 +42,13 @@ STANDARD_EXCHANGES = (
 
 
 class ExchangeStats:
-    __slots__ = ("received", "routed", "unroutable")
+    __slots__ = ("received", "routed", "alternated", "unroutable")
 
     def __init__(self) -> None:
         self.received = 0  # messages that reached this exchange (published or via a binding)
         self.routed = 0  # ... and matched at least one of its bindings
-        self.unroutable = 0  # ... and matched none
+        self.alternated = 0  # ... matched none and went on to the alternate exchange
+        self.unroutable = 0  # ... matched none and had nowhere else to go
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -664,15 +665,16 @@ class Broker:
             if matched:
                 current.stats.routed += 1
                 continue
-            current.stats.unroutable += 1
             alternate = current.alternate_exchange
-            if alternate is not None and alternate not in seen_exchanges:
-                seen_exchanges.add(alternate)
-                alternate_exchange = host.exchanges.get(alternate)
-                if alternate_exchange is not None:
-                    if flow.enabled:
-                        flow.add(now, "routed", current.node_id, alternate_exchange.node_id, message)
-                    worklist.append(alternate_exchange)
+            alternate_exchange = host.exchanges.get(alternate) if alternate is not None else None
+            if alternate_exchange is not None and alternate not in seen_exchanges:
+                seen_exchanges.add(alternate_exchange.name)
+                current.stats.alternated += 1
+                if flow.enabled:
+                    flow.add(now, "routed", current.node_id, alternate_exchange.node_id, message)
+                worklist.append(alternate_exchange)
+            else:
+                current.stats.unroutable += 1
         return found
 
     # -- dead-lettering -----------------------------------------------------------------

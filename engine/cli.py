@@ -72,17 +72,18 @@ async def _run_paced(sim: Simulation, duration: float, speed: float) -> None:
     await runner.wait()
 
 
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> str:
+def _table(title: str, columns: list[str], rows: list[list[Any]], text_columns: int = 1) -> str:
+    """A plain table: the first ``text_columns`` columns left-aligned, numbers right-aligned."""
     if not rows:
         return f"{title}: none\n\n"
     cells = [[str(c) for c in columns]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = [title]
     for n, row in enumerate(cells):
-        lines.append(
-            "  "
-            + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
-        )
+        padded = [
+            v.ljust(w) if i < text_columns else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  " + "  ".join(padded).rstrip())
         if n == 0:
             lines.append("  " + "  ".join("-" * w for w in widths))
     return "\n".join(lines) + "\n\n"
@@ -115,28 +116,42 @@ def format_report(report: dict[str, Any]) -> str:
                 [_label(p, multi), p["exchange"] or "(AMQP default)", p["published"], p["returned"], p["rate"]]
                 for p in report["producers"]
             ],
+            text_columns=2,
         )
     )
     out.append(
         _table(
             "Exchanges",
-            ["name", "type", "received", "routed", "unroutable"],
+            ["name", "type", "received", "routed", "alternate", "unroutable"],
             [
                 [
                     _label(x, multi),
                     x["type"] + ("" if x["simulated"] else " (not simulated)"),
                     x["received"],
                     x["routed"],
+                    x["alternated"],
                     x["unroutable"],
                 ]
                 for x in report["exchanges"]
             ],
+            text_columns=2,
         )
     )
     out.append(
         _table(
             "Queues",
-            ["name", "enqueued", "delivered", "acked", "depth", "unacked", "expired", "dropped", "dead-lettered"],
+            [
+                "name",
+                "enqueued",
+                "delivered",
+                "acked",
+                "depth",
+                "unacked",
+                "expired",
+                "dropped",
+                "refused",
+                "dead-lettered",
+            ],
             [
                 [
                     _label(q, multi),
@@ -147,6 +162,7 @@ def format_report(report: dict[str, Any]) -> str:
                     q["unacked"],
                     q["expired"],
                     q["dropped"],
+                    q["refused"],
                     q["dead_lettered"],
                 ]
                 for q in report["queues"]
@@ -156,11 +172,12 @@ def format_report(report: dict[str, Any]) -> str:
     out.append(
         _table(
             "Consumers",
-            ["name", "queue", "delivered", "acked", "unacked", "msg/s"],
+            ["name", "queue", "delivered", "acked", "unacked", "processed", "msg/s"],
             [
-                [_label(c, multi), c["queue"], c["delivered"], c["acked"], c["unacked"], c["rate"]]
+                [_label(c, multi), c["queue"], c["delivered"], c["acked"], c["unacked"], c["processed"], c["rate"]]
                 for c in report["consumers"]
             ],
+            text_columns=2,
         )
     )
     return "".join(out)

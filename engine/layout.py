@@ -100,18 +100,47 @@ def layered_positions(topology: Topology) -> dict[str, tuple[float, float]]:
 
 
 def complete_layout(topology: Topology) -> list[str]:
-    """Give every node without a position one; returns the ids that were placed."""
-    missing = [nid for nid in topology.node_ids() if nid not in topology.layout]
+    """Give every node without a position one; returns the ids that were placed.
+
+    With no positions at all the whole topology is laid out in layers. Nodes added
+    to a laid-out topology go into their layer's column, beside the nodes they are
+    connected to, in the first free row.
+    """
+    ids = topology.node_ids()
+    missing = [nid for nid in ids if nid not in topology.layout]
     if not missing:
         return []
-    computed = layered_positions(topology)
-    if len(missing) == len(topology.node_ids()):
-        topology.layout.update({nid: computed[nid] for nid in missing})
+    if len(missing) == len(ids):
+        topology.layout.update(layered_positions(topology))
         return missing
-    # Some nodes were placed by hand: put the new ones below them, in their columns.
-    below = max(y for _, y in topology.layout.values()) + ROW_GAP * 1.5
-    top = min(computed[nid][1] for nid in missing)
+    graph = topology_graph(topology)
+    layers = _layers(topology, graph)
+    placed = {nid: pos for nid, pos in topology.layout.items() if nid in graph}
+    column_x: dict[int, list[float]] = {}
+    for nid, (x, _) in placed.items():
+        column_x.setdefault(layers[nid], []).append(x)
     for nid in missing:
-        x, y = computed[nid]
-        topology.layout[nid] = (x, below + y - top)
+        layer = layers[nid]
+        if layer in column_x:
+            x = sum(column_x[layer]) / len(column_x[layer])
+        else:
+            x = layer * COLUMN_GAP
+        near = [placed[m][1] for m in graph.to_undirected(as_view=True).neighbors(nid) if m in placed]
+        y = sum(near) / len(near) if near else min((p[1] for p in placed.values()), default=0.0)
+        y = _free_row(placed, x, y)
+        placed[nid] = topology.layout[nid] = (x, y)
+        column_x.setdefault(layer, []).append(x)
     return missing
+
+
+def _free_row(placed: dict[str, tuple[float, float]], x: float, y: float) -> float:
+    """The nearest row to ``y`` (below first, then above) with no node around ``x``."""
+
+    def taken(row: float) -> bool:
+        return any(abs(px - x) < COLUMN_GAP * 0.6 and abs(py - row) < ROW_GAP * 0.8 for px, py in placed.values())
+
+    for step in range(200):
+        for row in (y + step * ROW_GAP, y - step * ROW_GAP):
+            if not taken(row):
+                return row
+    return y

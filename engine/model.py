@@ -184,7 +184,9 @@ class Topology:
         return ids
 
     def implicit_exchange_ids(self) -> list[str]:
-        """Built-in exchanges (the default one, amq.*) that something refers to."""
+        """Exchanges drawn though the file does not declare them: built-in ones (the
+        default exchange, amq.*) that something uses, and undeclared ones bindings name
+        (RabbitMQ's exports leave internal exchanges out)."""
         declared = {x.id for x in self.exchanges}
         wanted: list[str] = []
         for producer in self.producers:
@@ -196,9 +198,13 @@ class Topology:
         result: list[str] = []
         for nid in wanted:
             _, vhost, name = split_node_id(nid)
-            if nid not in declared and nid not in result and is_builtin_exchange(name):
+            if nid not in declared and nid not in result:
                 result.append(nid)
         return result
+
+    def undeclared_exchange_ids(self) -> list[str]:
+        """Exchanges bindings name that are neither declared nor built in."""
+        return [nid for nid in self.implicit_exchange_ids() if not is_builtin_exchange(split_node_id(nid)[2])]
 
 
 BUILTIN_EXCHANGES = {

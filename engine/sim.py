@@ -22,12 +22,12 @@ from .channel import Channel, ChannelConsumer, Connection
 from .clock import Timer, VirtualClock
 from .message import PERSISTENT, Message
 from .metrics import CounterHistory, FlowLog
-from .model import Consumer, Producer, Topology
+from .model import Consumer, Producer, Topology, split_node_id
 
 # The counters kept for each kind of node, in the order history samples hold them.
 COUNTERS: dict[str, tuple[str, ...]] = {
     "producer": ("published", "returned"),
-    "exchange": ("received", "routed", "unroutable"),
+    "exchange": ("received", "routed", "alternated", "unroutable"),
     "binding": ("routed",),
     "queue": (
         "enqueued",
@@ -41,10 +41,11 @@ COUNTERS: dict[str, tuple[str, ...]] = {
         "dead_lettered",
         "rejected",
     ),
-    "consumer": ("delivered", "acked", "unacked", "buffered"),
+    "consumer": ("delivered", "acked", "unacked", "buffered", "processed"),
     "totals": ("published", "routed", "unroutable", "delivered", "acked", "ready", "unacked"),
 }
 TOTALS_ID = "totals:*:*"
+UNKNOWN_TYPE = "unknown"  # an exchange a file's bindings name but do not declare
 
 
 class KeyTemplate:
@@ -162,7 +163,8 @@ class SimConsumer:
         self.buffer: deque[tuple[int, Message]] = deque()
         self.busy = False
         self.delivered = 0
-        self.acked = 0
+        self.acked = 0  # as the broker counts: with auto-ack, on delivery
+        self.processed = 0  # messages whose work is done
         self.consumer_tag: str | None = None
 
     def start(self) -> None:
@@ -182,6 +184,8 @@ class SimConsumer:
 
     def _on_deliver(self, consumer: ChannelConsumer, delivery_tag: int, message: Message) -> None:
         self.delivered += 1
+        if consumer.no_ack:
+            self.acked += 1
         self.buffer.append((delivery_tag, message))
         if not self.busy:
             self._work_next()
@@ -206,7 +210,8 @@ class SimConsumer:
             return
         if self.model.ack_mode == "manual":
             self.channel.basic_ack(delivery_tag)
-        self.acked += 1
+            self.acked += 1
+        self.processed += 1
         self._work_next()
 
 
@@ -251,6 +256,9 @@ class Simulation:
             )
         for x in topology.exchanges:
             broker.add_exchange(x.vhost, x.name, x.type, x.durable, x.auto_delete, x.internal, x.arguments)
+        for nid in topology.undeclared_exchange_ids():
+            _, vhost, name = split_node_id(nid)
+            broker.add_exchange(vhost, name, UNKNOWN_TYPE, internal=True)
         for q in topology.queues:
             broker.add_queue(q.vhost, q.name, q.durable, q.auto_delete, q.arguments)
         for b in topology.bindings:
@@ -300,7 +308,7 @@ class Simulation:
         ready = unacked = delivered = acked = 0
         for exchange in self.broker.all_exchanges():
             stats = exchange.stats
-            counters[exchange.node_id] = (stats.received, stats.routed, stats.unroutable)
+            counters[exchange.node_id] = (stats.received, stats.routed, stats.alternated, stats.unroutable)
             for binding in exchange.router.bindings:
                 counters[binding.node_id] = (binding.routed,)
         for queue in self.broker.all_queues():
@@ -322,7 +330,13 @@ class Simulation:
             delivered += s.delivered
             acked += s.acked
         for consumer in self.consumers.values():
-            counters[consumer.node_id] = (consumer.delivered, consumer.acked, consumer.unacked, len(consumer.buffer))
+            counters[consumer.node_id] = (
+                consumer.delivered,
+                consumer.acked,
+                consumer.unacked,
+                len(consumer.buffer),
+                consumer.processed,
+            )
         b = self.broker.stats
         counters[TOTALS_ID] = (b.published, b.routed, b.unroutable, delivered, acked, ready, unacked)
         return counters
@@ -378,7 +392,9 @@ class Simulation:
                 "delivered": c.delivered,
                 "acked": c.acked,
                 "unacked": c.unacked,
-                "rate": _rate(c.acked, now),
+                "processed": c.processed,
+                "buffered": len(c.buffer),
+                "rate": _rate(c.processed, now),
             }
             for c in self.consumers.values()
         ]

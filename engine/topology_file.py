@@ -339,7 +339,12 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
         topology.queues.append(queue)
 
     def exchange_known(vhost: str, name: str) -> bool:
-        return (vhost, name) in exchanges or name in BUILTIN_EXCHANGES
+        return (vhost, name) in exchanges or name in BUILTIN_EXCHANGES or (vhost, name) in referenced
+
+    # RabbitMQ 3.10 leaves internal exchanges out of its exports but keeps their
+    # bindings, so a binding may name an exchange the file does not declare; it is
+    # drawn as such (type unknown) rather than refused.
+    referenced: set[tuple[str, str]] = set()
 
     for i, item in enumerate(reader.array(top.get("bindings", []), "$.bindings")):
         where = f"$.bindings[{i}]"
@@ -352,19 +357,15 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
             raise reader.fail(
                 _at(where, "source"), "the default exchange cannot be bound; it reaches every queue by its name already"
             )
-        if not exchange_known(vhost, source):
-            raise reader.fail(
-                _at(where, "source"), f"no exchange named '{source}' in vhost '{vhost}' is declared in $.exchanges"
-            )
+        referenced.add((vhost, source))
         if destination_type == "queue" and (vhost, destination) not in queues:
             raise reader.fail(
                 _at(where, "destination"), f"no queue named '{destination}' in vhost '{vhost}' is declared in $.queues"
             )
-        if destination_type == "exchange" and (destination == "" or not exchange_known(vhost, destination)):
-            raise reader.fail(
-                _at(where, "destination"),
-                f"no exchange named '{destination}' in vhost '{vhost}' is declared in $.exchanges",
-            )
+        if destination_type == "exchange":
+            if destination == "":
+                raise reader.fail(_at(where, "destination"), "the default exchange cannot be bound to")
+            referenced.add((vhost, destination))
         binding = Binding(
             source=source,
             destination=destination,
@@ -405,7 +406,9 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
         )
 
     if "queuecraft" in top:
-        _read_queuecraft(reader, top["queuecraft"], topology, exchange_known, queues)
+        # In a one-vhost export everything lives in that vhost; so do producers and consumers.
+        default_vhost = DEFAULT_VHOST if cluster else only_vhost
+        _read_queuecraft(reader, top["queuecraft"], topology, exchange_known, queues, default_vhost)
     return topology
 
 
@@ -431,6 +434,7 @@ def _read_queuecraft(
     topology: Topology,
     exchange_known: Callable[[str, str], bool],
     queues: dict[tuple[str, str], str],
+    default_vhost: str = DEFAULT_VHOST,
 ) -> None:
     where = "$.queuecraft"
     section = reader.object(value, where)
@@ -450,7 +454,7 @@ def _read_queuecraft(
         entity = reader.object(item, at)
         producer = Producer(
             name=reader.string(entity, at, "name"),
-            vhost=reader.string(entity, at, "vhost", DEFAULT_VHOST),
+            vhost=reader.string(entity, at, "vhost", default_vhost),
             exchange=reader.string(entity, at, "exchange"),
             routing_key=reader.string(entity, at, "routing_key", ""),
             rate=reader.number(entity, at, "rate", 0.0, 1.0),
@@ -482,7 +486,7 @@ def _read_queuecraft(
         entity = reader.object(item, at)
         consumer = Consumer(
             name=reader.string(entity, at, "name"),
-            vhost=reader.string(entity, at, "vhost", DEFAULT_VHOST),
+            vhost=reader.string(entity, at, "vhost", default_vhost),
             queue=reader.string(entity, at, "queue"),
             prefetch=reader.integer(entity, at, "prefetch", 0, 65535, 1),
             work_ms=reader.number(entity, at, "work_ms", 0.0, 100.0),

@@ -24,28 +24,31 @@ def run_app(args: argparse.Namespace) -> int:
     asyncio.set_event_loop(loop)
     window = MainWindow()
     path = Path(args.file) if args.file else DEFAULT_EXAMPLE
-    if not window.open_path_quietly(path):
+    if not window.open_path_quietly(path, remember=not args.screenshot):
         return 2
     window.set_speed(args.speed)
     window.controller.seed = args.seed
     window.show()
-    if not args.paused:
-        loop.call_soon(window.controller.run)
     exit_code = 0
-    if args.screenshot:
-        run_for = 5.0 if args.run_for is None else args.run_for
 
-        def shoot() -> None:
-            nonlocal exit_code
-            window.on_frame()
-            if not window.grab().save(args.screenshot):
-                print(f"queuecraft: could not write {args.screenshot}", file=sys.stderr)
-                exit_code = 1
-            window.close()
+    def shoot() -> None:
+        nonlocal exit_code
+        window.on_frame()
+        if not window.grab().save(args.screenshot):
+            print(f"queuecraft: could not write {args.screenshot}", file=sys.stderr)
+            exit_code = 1
+        window.close()
 
-        QTimer.singleShot(int(run_for * 1000), shoot)
-    elif args.run_for is not None:
-        QTimer.singleShot(int(args.run_for * 1000), window.close)
+    def start() -> None:
+        # The run-for clock starts with the run, once the window is up.
+        if not args.paused:
+            window.controller.run()
+        if args.screenshot:
+            QTimer.singleShot(int((5.0 if args.run_for is None else args.run_for) * 1000), shoot)
+        elif args.run_for is not None:
+            QTimer.singleShot(int(args.run_for * 1000), window.close)
+
+    QTimer.singleShot(0, start)
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     with loop:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap, QWheelEvent
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
 
@@ -18,11 +18,12 @@ from engine.model import (
     node_id,
     split_node_id,
 )
+from engine.queues import Queue as EngineQueue
 from engine.routing import EXCHANGE_TYPES, binding_id
-from engine.sim import COUNTERS
+from engine.sim import COUNTERS, UNKNOWN_TYPE, Simulation
 
 from .items import ConsumerItem, EdgeItem, ExchangeItem, NodeItem, ProducerItem, QueueItem, TokenLayer
-from .style import CANVAS_BACKGROUND, CANVAS_GRID
+from .style import CANVAS_BACKGROUND, CANVAS_GRID, MUTED_TEXT
 
 P = {name: i for i, name in enumerate(COUNTERS["producer"])}
 X = {name: i for i, name in enumerate(COUNTERS["exchange"])}
@@ -45,33 +46,44 @@ def producer_detail(producer: Producer) -> str:
 
 def exchange_detail(exchange_type: str, internal: bool = False, arguments: dict | None = None) -> str:
     parts = [exchange_type]
-    if exchange_type not in EXCHANGE_TYPES:
+    if exchange_type not in EXCHANGE_TYPES and exchange_type != UNKNOWN_TYPE:
         parts.append("not simulated")
     if internal:
         parts.append("internal")
     return " · ".join(parts)
 
 
-def queue_detail(queue: Queue) -> str:
+def queue_detail(queue: Queue, effective: EngineQueue | None = None) -> str:
+    """Type and limits; with the engine's queue, the limits its policy adds too."""
     args = queue.arguments
     parts = [queue.queue_type if queue.queue_type != "classic" else ("durable" if queue.durable else "transient")]
-    if "x-message-ttl" in args:
-        parts.append(f"TTL {_duration(args['x-message-ttl'])}")
-    if "x-max-length" in args:
-        parts.append(f"max {args['x-max-length']}")
+    if queue.queue_type == "stream":
+        parts.append("not simulated")
+    ttl = (
+        effective.message_ttl * 1000
+        if effective is not None and effective.message_ttl is not None
+        else args.get("x-message-ttl")
+    )
+    if ttl is not None:
+        parts.append(f"TTL {_duration(ttl)}")
+    max_length = effective.max_length if effective is not None else args.get("x-max-length")
+    if max_length is not None:
+        parts.append(f"max {max_length}")
     if "x-max-priority" in args:
         parts.append(f"priority ≤{args['x-max-priority']}")
     if queue.auto_delete:
         parts.append("auto-delete")
+    if effective is not None and effective.policy is not None:
+        parts.append(f"policy {effective.policy.name}")
     return " · ".join(parts)
 
 
 def consumer_detail(consumer: Consumer) -> str:
-    prefetch = "unlimited" if consumer.prefetch == 0 else str(consumer.prefetch)
-    detail = f"prefetch {prefetch} · {_duration(consumer.work_ms)}"
     if consumer.ack_mode == "auto":
-        detail += " · auto-ack"
-    return detail
+        # Prefetch does not limit a consumer that takes its messages acked.
+        return f"auto-ack · {_duration(consumer.work_ms)}"
+    prefetch = "unlimited" if consumer.prefetch == 0 else str(consumer.prefetch)
+    return f"prefetch {prefetch} · {_duration(consumer.work_ms)}"
 
 
 def binding_label(exchange_type: str, routing_key: str, arguments: dict) -> str:
@@ -94,11 +106,13 @@ class TopologyScene(QGraphicsScene):
         self.nodes: dict[str, NodeItem] = {}
         self.edges: list[EdgeItem] = []
         self.edge_for: dict[tuple[str, str], EdgeItem] = {}
+        self.topology: Topology | None = None
         self.tokens = TokenLayer()
         self.addItem(self.tokens)
         self.setBackgroundBrush(self._grid_brush())
 
     def show_topology(self, topology: Topology) -> None:
+        self.topology = topology
         self.clear()
         self.nodes, self.edges, self.edge_for = {}, [], {}
         self.tokens = TokenLayer()
@@ -111,38 +125,55 @@ class TopologyScene(QGraphicsScene):
             self.addItem(item)
             self.nodes[nid] = item
         self._add_edges(topology, exchange_types)
+        self._spread_parallel_edges()
+        self._route_around_nodes()
         bounds = self.itemsBoundingRect()
         self.tokens.set_area(bounds)
         self.setSceneRect(bounds.adjusted(-self.MARGIN, -self.MARGIN, self.MARGIN, self.MARGIN))
 
     def _node_item(self, topology: Topology, nid: str, exchange_types: dict[str, str]) -> NodeItem:
         kind, vhost, name = split_node_id(nid)
-        multi_vhost = len(set(topology.vhost_names())) > 1
         title = display_name(kind, name)
-        if multi_vhost:
-            title = f"{title}  [{vhost}]"
+        item: NodeItem
         if kind == "producer":
             producer = next(p for p in topology.producers if p.id == nid)
-            return ProducerItem(nid, title, producer_detail(producer))
-        if kind == "exchange":
+            item = ProducerItem(nid, title, producer_detail(producer))
+        elif kind == "exchange":
             exchange: Exchange | None = topology.exchange(vhost, name)
-            exchange_type = exchange.type if exchange else BUILTIN_EXCHANGES.get(name, "direct")
+            exchange_type = exchange.type if exchange else BUILTIN_EXCHANGES.get(name, UNKNOWN_TYPE)
             exchange_types[nid] = exchange_type
-            detail = exchange_detail(exchange_type, exchange.internal if exchange else False)
-            if exchange is None:
-                detail += " · built in"
+            if exchange is not None:
+                detail = exchange_detail(exchange_type, exchange.internal)
+            elif name in BUILTIN_EXCHANGES:
+                detail = exchange_detail(exchange_type) + " · built in"
+            else:
+                detail = "not in the file · type unknown"
             item = ExchangeItem(nid, title, exchange_type)
             item.set_title(title, detail)
             item.set_dimmed(exchange_type not in EXCHANGE_TYPES)
-            return item
-        if kind == "queue":
+        elif kind == "queue":
             queue = topology.queue(vhost, name)
             assert queue is not None
             item = QueueItem(nid, title, queue_detail(queue))
             item.set_dimmed(queue.queue_type == "stream")
-            return item
-        consumer = next(c for c in topology.consumers if c.id == nid)
-        return ConsumerItem(nid, title, consumer_detail(consumer))
+        else:
+            consumer = next(c for c in topology.consumers if c.id == nid)
+            item = ConsumerItem(nid, title, consumer_detail(consumer))
+        if len({split_node_id(n)[1] for n in topology.node_ids()}) > 1:
+            item.set_vhost(vhost)
+        return item
+
+    def show_effective_settings(self, sim: Simulation) -> None:
+        """Queue details as the engine applies them: arguments and policies together."""
+        for nid, item in self.nodes.items():
+            kind, vhost, name = split_node_id(nid)
+            if kind != "queue":
+                continue
+            host = sim.broker.vhosts.get(vhost)
+            queue = host.queues.get(name) if host is not None else None
+            model = self.topology.queue(vhost, name) if self.topology is not None else None
+            if queue is not None and model is not None:
+                item.set_title(item.title, queue_detail(model, queue))
 
     def _edge(self, relation: str, source: str, target: str, key: tuple[str, str], label: str = "") -> None:
         if source not in self.nodes or target not in self.nodes:
@@ -214,6 +245,28 @@ class TopologyScene(QGraphicsScene):
                 if (source, target) not in self.edge_for:
                     self._edge("default", source, target, (source, target), key)
 
+    def _route_around_nodes(self) -> None:
+        """Edges that would pass behind an unrelated node detour above or below it."""
+        boxes = [(item, item.sceneBoundingRect()) for item in self.nodes.values()]
+        labels: list[QRectF] = []
+        for edge in self.edges:
+            obstacles = [box for item, box in boxes if item is not edge.source and item is not edge.target]
+            edge.avoid(obstacles, labels)
+            if edge.label_item is not None:
+                labels.append(edge.label_item.sceneBoundingRect())
+
+    def _spread_parallel_edges(self) -> None:
+        """Edges between the same two nodes (two bindings, say) bow apart so each label shows."""
+        pairs: dict[tuple[int, int], list[EdgeItem]] = {}
+        for edge in self.edges:
+            pairs.setdefault((id(edge.source), id(edge.target)), []).append(edge)
+        for group in pairs.values():
+            if len(group) < 2:
+                continue
+            for index, edge in enumerate(group):
+                edge.lane = index - (len(group) - 1) / 2
+                edge.update_path()
+
     @staticmethod
     def _grid_brush() -> QBrush:
         """A dotted grid, as a tiled pixmap: drawing it costs nothing per frame."""
@@ -241,9 +294,27 @@ class CanvasView(QGraphicsView):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.setFrameShape(QGraphicsView.Shape.NoFrame)
 
+    EMPTY_HINT = (
+        "This topology has no producers, exchanges, queues or consumers yet.\n"
+        "Open a topology or your broker's exported definitions (File ▸ Open),\n"
+        "or start from an example (File ▸ Open Example)."
+    )
+
     @property
     def zoom(self) -> float:
         return self.transform().m11()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        scene = self.scene()
+        if isinstance(scene, TopologyScene) and scene.topology is not None and not scene.nodes:
+            painter.save()
+            painter.resetTransform()
+            painter.setPen(QColor(MUTED_TEXT))
+            font = painter.font()
+            font.setPointSizeF(11)
+            painter.setFont(font)
+            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self.EMPTY_HINT)
+            painter.restore()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         factor = 1.0015 ** event.angleDelta().y()

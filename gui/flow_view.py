@@ -13,7 +13,7 @@ from engine.metrics import CounterHistory, FlowLog
 from engine.model import split_node_id
 from engine.sim import Simulation
 
-from .canvas import C, Q, TopologyScene
+from .canvas import C, Q, TopologyScene, X
 from .items import ConsumerItem, QueueItem, Token
 from .style import KeyColors
 
@@ -105,12 +105,9 @@ class FlowAnimator:
 
     # -- counters ------------------------------------------------------------------------------
 
-    def show_counters(self, sim: Simulation) -> None:
-        """Node status lines, queue depth bars and edge widths from the latest sample."""
+    def show_counters(self, sim: Simulation, latest: dict[str, tuple[int, ...]]) -> None:
+        """Node status lines and queue depth bars from the live counters; rates and edge widths from history."""
         history: CounterHistory = sim.history
-        if not history.samples:
-            return
-        latest = history.samples[-1].counters
         scene = self.scene
         for nid, item in scene.nodes.items():
             values = latest.get(nid)
@@ -123,7 +120,7 @@ class FlowAnimator:
             if kind == "producer":
                 item.set_status(f"{_rate_text(rates[0])} · {values[0]:,} sent")
             elif kind == "exchange":
-                unroutable = values[2]
+                unroutable = values[X["unroutable"]]
                 text = f"{_rate_text(rates[0])} in"
                 if unroutable:
                     text += f" · {unroutable:,} unroutable"
@@ -144,7 +141,7 @@ class FlowAnimator:
                 consumer = sim.consumers.get(nid)
                 busy = consumer.busy if consumer is not None else unacked > 0
                 item.set_busy(busy)
-                item.set_status(f"{_rate_text(rates[C['acked']])} · unacked {unacked:,}")
+                item.set_status(f"{_rate_text(rates[C['processed']])} · unacked {unacked:,}")
         for edge in scene.edges:
             if edge.rate_key is None:
                 continue

@@ -60,16 +60,17 @@ class NodeItem(QGraphicsItem):
         self._detail = detail
         self._status = ""
         self._dimmed = False
+        self._vhost: str | None = None
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setAcceptHoverEvents(True)
         self.setZValue(2)
-        self.setToolTip(f"{self.kind}: {title}")
         self.edges: list[EdgeItem] = []
+        self._update_tooltip()
 
     # -- geometry --------------------------------------------------------------------
 
     def boundingRect(self) -> QRectF:
-        return QRectF(-NODE_WIDTH / 2 - 4, -NODE_HEIGHT / 2 - 4, NODE_WIDTH + 8, NODE_HEIGHT + 8)
+        return QRectF(-NODE_WIDTH / 2 - 4, -NODE_HEIGHT / 2 - 12, NODE_WIDTH + 8, NODE_HEIGHT + 16)
 
     def outline(self) -> QPainterPath:
         path = QPainterPath()
@@ -90,7 +91,28 @@ class NodeItem(QGraphicsItem):
     def set_title(self, title: str, detail: str) -> None:
         if (title, detail) != (self._title, self._detail):
             self._title, self._detail = title, detail
+            self._update_tooltip()
             self.update()
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+    @property
+    def detail(self) -> str:
+        return self._detail
+
+    def set_vhost(self, vhost: str) -> None:
+        """Several vhosts on one canvas: each node says which one it lives in."""
+        self._vhost = vhost
+        self._update_tooltip()
+        self.update()
+
+    def _update_tooltip(self) -> None:
+        lines = [f"{self.kind}: {self._title}", self._detail]
+        if self._vhost is not None:
+            lines.append(f"vhost: {self._vhost}")
+        self.setToolTip("\n".join(line for line in lines if line))
 
     def set_status(self, status: str) -> None:
         if status != self._status:
@@ -289,6 +311,8 @@ class EdgeItem(QGraphicsItem):
         self.label = label
         self.rate = 0.0
         self.rate_key: tuple[str, int] | None = None
+        self.lane = 0.0  # parallel edges between the same two nodes bow apart by lane
+        self.waypoints: list[QPointF] = []  # detours around nodes in the way
         self._width = 1.4
         self._path = QPainterPath()
         self._points: list[QPointF] = []
@@ -303,13 +327,21 @@ class EdgeItem(QGraphicsItem):
         self.prepareGeometryChange()
         start, end = self.source.out_port(), self.target.in_port()
         path = QPainterPath(start)
-        if end.x() > start.x() + 30:
+        bow = self.lane * 26.0
+        if end.x() > start.x() + 30 and self.waypoints:
+            # Through each waypoint with a horizontal tangent: smooth S-curves around obstacles.
+            previous = start
+            for point in [*self.waypoints, end]:
+                bend = max((point.x() - previous.x()) * 0.5, 20.0)
+                path.cubicTo(previous + QPointF(bend, 0), point - QPointF(bend, 0), point)
+                previous = point
+        elif end.x() > start.x() + 30:
             bend = max((end.x() - start.x()) * 0.5, 40.0)
-            path.cubicTo(start + QPointF(bend, 0), end - QPointF(bend, 0), end)
+            path.cubicTo(start + QPointF(bend, bow), end - QPointF(bend, -bow), end)
         else:
             # A relation that runs backwards (a dead-letter exchange to the left, say)
             # swings below both nodes so it does not cut through them.
-            drop = max(start.y(), end.y()) + NODE_HEIGHT * 1.1
+            drop = max(start.y(), end.y()) + NODE_HEIGHT * 1.1 + abs(bow)
             path.cubicTo(
                 start + QPointF(90, 0), QPointF(start.x() + 90, drop), QPointF((start.x() + end.x()) / 2, drop)
             )
@@ -322,6 +354,32 @@ class EdgeItem(QGraphicsItem):
         self._lengths = lengths
         if self.label_item is not None:
             self.label_item.place()
+
+    def avoid(self, obstacles: list[QRectF], labels: list[QRectF] | None = None) -> None:
+        """Detour above or below nodes the edge would otherwise pass behind; keep the label clear of both."""
+        self.waypoints = []
+        self.update_path()
+        start, end = self.source.out_port(), self.target.in_port()
+        for _ in range(3 if end.x() > start.x() + 30 else 0):
+            hit = next((box for box in sorted(obstacles, key=lambda b: b.left()) if self._crosses(box)), None)
+            if hit is None:
+                break
+            margin = 16.0
+            above = QPointF(hit.center().x(), hit.top() - margin)
+            below = QPointF(hit.center().x(), hit.bottom() + margin)
+            line_y = start.y() + (end.y() - start.y()) * (hit.center().x() - start.x()) / (end.x() - start.x())
+            waypoint = above if abs(line_y - above.y()) <= abs(line_y - below.y()) else below
+            self.waypoints = sorted([*self.waypoints, waypoint], key=lambda p: p.x())
+            self.update_path()
+        if self.label_item is not None:
+            self.label_item.place([*obstacles, *(labels or [])])
+
+    def _crosses(self, box: QRectF) -> bool:
+        inner = box.adjusted(4, 4, -4, -4)
+        return any(inner.contains(point) for point in self._dense_points())
+
+    def _dense_points(self) -> list[QPointF]:
+        return [self._path.pointAtPercent(i / 60) for i in range(61)]
 
     def point_at(self, fraction: float) -> QPointF:
         """The point ``fraction`` of the way along the edge, by length."""
@@ -396,16 +454,45 @@ class EdgeLabelItem(QGraphicsItem):
         super().__init__()
         self.edge = edge
         self._rect = QRectF()
-        self.setZValue(1.5)
+        self.setZValue(2.5)  # above tokens, and above a node it cannot avoid: a hidden key helps nobody
         self.setToolTip(edge.label)
 
-    def place(self) -> None:
+    def place(self, obstacles: list[QRectF] | None = None) -> None:
+        """Sit just above the edge, clear of the tokens on it and of nodes."""
+        if self.edge.relation in ("binding", "default"):
+            fractions = (0.62, 0.74, 0.5, 0.84, 0.4, 0.3)
+        else:
+            fractions = (0.5, 0.62, 0.38, 0.75, 0.25, 0.85, 0.15)
+        best, least = fractions[0], float("inf")
+        for fraction in fractions:
+            self._place_at(fraction)
+            box = self.sceneBoundingRect()
+            covered = sum(_area(box.intersected(other)) for other in obstacles or ())
+            if covered == 0:
+                return
+            if covered < least:
+                best, least = fraction, covered
+        self._place_at(best)
+
+    def _place_at(self, fraction: float) -> None:
+        edge = self.edge
         metrics = QFontMetricsF(LABEL_FONT)
-        width = min(metrics.horizontalAdvance(self.edge.label), self.MAX_WIDTH) + 10
-        at = self.edge.point_at(0.62 if self.edge.relation in ("binding", "default") else 0.45)
+        span = abs(edge.target.in_port().x() - edge.source.out_port().x())
+        limit = max(min(self.MAX_WIDTH, span - 28.0), 40.0)
+        width = min(metrics.horizontalAdvance(edge.label), limit) + 10
+        height = metrics.height() + 2
+        at = edge.point_at(fraction)
+        ahead = edge.point_at(min(fraction + 0.02, 1.0))
+        dx, dy = ahead.x() - at.x(), ahead.y() - at.y()
+        norm = math.hypot(dx, dy) or 1.0
+        nx, ny = -dy / norm, dx / norm
+        if ny > 0:
+            nx, ny = -nx, -ny
+        # Far enough along the normal that the label's box clears the line.
+        reach = height / 2 + 3 + abs(nx) * (width / 2 - height / 2)
         self.prepareGeometryChange()
-        self._rect = QRectF(-width / 2, -metrics.height() / 2 - 1, width, metrics.height() + 2)
-        self.setPos(at)
+        self._rect = QRectF(-width / 2, -height / 2, width, height)
+        self.setPos(at.x() + nx * reach, at.y() + ny * reach)
 
     @property
     def text(self) -> str:
@@ -425,6 +512,10 @@ class EdgeLabelItem(QGraphicsItem):
         metrics = QFontMetricsF(LABEL_FONT)
         text = metrics.elidedText(self.edge.label, Qt.TextElideMode.ElideMiddle, self._rect.width() - 8)
         painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, text)
+
+
+def _area(rect: QRectF) -> float:
+    return max(rect.width(), 0.0) * max(rect.height(), 0.0)
 
 
 @dataclass(slots=True)

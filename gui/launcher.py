@@ -12,6 +12,10 @@ import sys
 from engine.cli import parse_speed, positive_seconds
 
 HEADLESS_COMMANDS = {"run"}
+PLANNED_COMMANDS = {
+    "serve": "the built-in engine's AMQP listener",
+    "deploy": "declaring a topology on a real RabbitMQ",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         from engine.cli import main as run_main
 
         return run_main(args_list[1:])
+    if args_list and args_list[0] in PLANNED_COMMANDS:
+        print(f"queuecraft {args_list[0]}: {PLANNED_COMMANDS[args_list[0]]} is not available yet.", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(args_list)
     from .platform_check import platform_problem
 

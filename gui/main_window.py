@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.sim import COUNTERS, TOTALS_ID
+from engine.sim import COUNTERS, TOTALS_ID, Simulation
 from engine.topology_file import TopologyFileError
 
 from .canvas import CanvasView, TopologyScene
@@ -78,6 +78,11 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_toolbar()
         self.totals_label = QLabel()
+        # Room for eight-digit counters, so the label never clips while numbers grow.
+        template = "   ".join(
+            f"{name} 88,888,888" for name in ("published", "routed", "unroutable", "ready", "unacked", "acked")
+        )
+        self.totals_label.setMinimumWidth(self.totals_label.fontMetrics().horizontalAdvance(template) + 12)
         self.statusBar().addPermanentWidget(self.totals_label)
 
         self.document.topology_replaced.connect(self._on_topology_replaced)
@@ -160,7 +165,7 @@ class MainWindow(QMainWindow):
             self.speed_box.addItem(speed_label(speed), speed)
         self.speed_box.setCurrentIndex(SPEEDS.index(1.0))
         self.speed_box.setToolTip("Simulated seconds per wall-clock second")
-        self.speed_box.currentIndexChanged.connect(lambda i: self.set_speed(SPEEDS[i]))
+        self.speed_box.currentIndexChanged.connect(lambda i: self.set_speed(self.speed_box.itemData(i)))
         bar.addWidget(self.speed_box)
         bar.addSeparator()
         self.time_label = QLabel()
@@ -175,8 +180,12 @@ class MainWindow(QMainWindow):
     def set_speed(self, speed: float) -> None:
         self.controller.set_speed(speed)
         self.animator.set_speed(speed)
-        index = SPEEDS.index(speed) if speed in SPEEDS else -1
-        if index >= 0 and self.speed_box.currentIndex() != index:
+        index = self.speed_box.findData(speed)
+        if index < 0:
+            # A speed from the command line that the box does not list: add it in order.
+            index = sum(1 for i in range(self.speed_box.count()) if self.speed_box.itemData(i) < speed)
+            self.speed_box.insertItem(index, speed_label(speed), speed)
+        if self.speed_box.currentIndex() != index:
             self.speed_box.setCurrentIndex(index)
 
     # -- files -------------------------------------------------------------------------------------
@@ -199,14 +208,15 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {self.document.path}", 5000)
         return True
 
-    def open_path_quietly(self, path: str | Path) -> bool:
+    def open_path_quietly(self, path: str | Path, remember: bool = True) -> bool:
         """Open from the command line: errors go to stderr, not a dialog."""
         try:
             self.document.open(path)
         except TopologyFileError as exc:
             print(f"queuecraft: {exc}", file=sys.stderr)
             return False
-        self._remember_recent(self.document.path)
+        if remember:
+            self._remember_recent(self.document.path)
         return True
 
     def save(self) -> bool:
@@ -264,6 +274,7 @@ class MainWindow(QMainWindow):
         assert sim is not None
         self.animator.reset(sim.flow)
         self.rates.reset(sim)
+        self.scene.show_effective_settings(sim)
         self.on_frame()
 
     def _update_title(self) -> None:
@@ -289,18 +300,17 @@ class MainWindow(QMainWindow):
         sim = self.controller.sim
         if sim is None:
             return
+        counters = sim.read_counters()
         self.animator.advance(sim.flow, elapsed, self.controller.running)
-        self.animator.show_counters(sim)
+        self.animator.show_counters(sim, counters)
         self.rates.update_from(sim)
-        self._show_totals(sim)
+        self._show_totals(sim, counters)
 
-    def _show_totals(self, sim) -> None:  # type: ignore[no-untyped-def]
+    def _show_totals(self, sim: Simulation, counters: dict[str, tuple[int, ...]]) -> None:
         state = "running" if self.controller.running else "paused"
         behind = " (engine behind)" if self.controller.runner is not None and self.controller.runner.behind else ""
         self.time_label.setText(f"  t = {sim.now:8.1f} s  {state}{behind}")
-        if not sim.history.samples:
-            return
-        totals = sim.read_counters()[TOTALS_ID]
+        totals = counters[TOTALS_ID]
         self.totals_label.setText(
             "published {:,}   routed {:,}   unroutable {:,}   ready {:,}   unacked {:,}   acked {:,}".format(
                 totals[T["published"]],

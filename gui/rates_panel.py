@@ -60,16 +60,23 @@ class RatesPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.graphics)
-        self.rates_plot = self._plot("Message rates", "msg/s")
-        self.graphics.nextColumn()
-        self.depth_plot = self._plot("Queue depth", "messages ready")
+        # Legends sit in a row of their own above the plots, never on top of the data.
+        self.rates_legend = pg.LegendItem(labelTextSize="8pt", colCount=4)
+        self.depth_legend = pg.LegendItem(labelTextSize="8pt", colCount=4)
+        for col, title in enumerate(("Message rates", "Queue depth")):
+            self.graphics.addLabel(title, row=0, col=col, size="11pt", color="#37474f")
+        self.graphics.addItem(self.rates_legend, row=1, col=0)
+        self.graphics.addItem(self.depth_legend, row=1, col=1)
+        self.rates_plot = self._plot("Message rates", "msg/s", col=0)
+        self.depth_plot = self._plot("Queue depth", "messages ready", col=1)
         styles = {"publish": Qt.PenStyle.SolidLine, "deliver": Qt.PenStyle.SolidLine, "ack": Qt.PenStyle.DashLine}
         self.rate_curves = {
-            name: self.rates_plot.plot(
-                [], [], pen=pg.mkPen(SERIES_COLORS[name], width=2, style=styles[name]), name=name
-            )
+            name: self.rates_plot.plot([], [], pen=pg.mkPen(SERIES_COLORS[name], width=2, style=styles[name]))
             for name, _ in RATE_SERIES
         }
+        for name, curve in self.rate_curves.items():
+            self.rates_legend.addItem(curve, name)
+        self._fit_legend_row()
         self.depth_curves: dict[str, pg.PlotDataItem] = {}
         self._queue_ids: list[str] = []
         self._last_time = -1.0
@@ -77,12 +84,17 @@ class RatesPanel(QWidget):
         self.rates = SeriesBuffer([name for name, _ in RATE_SERIES])
         self.depths = SeriesBuffer([])
 
-    def _plot(self, title: str, unit: str) -> pg.PlotItem:
-        plot = self.graphics.addPlot(title=title)
+    def _fit_legend_row(self) -> None:
+        entries = max(len(self.rates_legend.items), len(self.depth_legend.items), 1)
+        rows = (entries + 3) // 4
+        self.graphics.ci.layout.setRowMaximumHeight(1, rows * 20 + 2)
+        self.graphics.ci.layout.setRowMinimumHeight(1, rows * 20 + 2)
+
+    def _plot(self, title: str, unit: str, col: int) -> pg.PlotItem:
+        plot = self.graphics.addPlot(row=2, col=col)
         plot.setLabel("bottom", "simulated time", units="s")
         plot.setLabel("left", unit)
         plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.addLegend(offset=(-8, 4), labelTextSize="8pt", colCount=4)
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()
         plot.setClipToView(True)
@@ -92,9 +104,7 @@ class RatesPanel(QWidget):
     def reset(self, sim: Simulation) -> None:
         for curve in self.depth_curves.values():
             self.depth_plot.removeItem(curve)
-        legend = self.depth_plot.legend
-        if legend is not None:
-            legend.clear()
+        self.depth_legend.clear()
         self.depth_curves = {}
         self._queue_ids = [
             queue.node_id for queue in sim.broker.all_queues() if queue.node_id in set(sim.topology.node_ids())
@@ -103,9 +113,9 @@ class RatesPanel(QWidget):
         for index, qid in enumerate(self._queue_ids):
             _, vhost, name = split_node_id(qid)
             label = display_name("queue", name) + (f" [{vhost}]" if multi_vhost else "")
-            self.depth_curves[qid] = self.depth_plot.plot(
-                [], [], pen=pg.mkPen(series_color(index), width=2), name=label
-            )
+            self.depth_curves[qid] = self.depth_plot.plot([], [], pen=pg.mkPen(series_color(index), width=2))
+            self.depth_legend.addItem(self.depth_curves[qid], label)
+        self._fit_legend_row()
         self._last_time = -1.0
         self._cumulative = SeriesBuffer([counter for _, counter in RATE_SERIES])
         self.rates = SeriesBuffer([name for name, _ in RATE_SERIES])
