@@ -74,6 +74,7 @@ class Exchange:
         self.arguments = dict(arguments or {})
         self.node_id = f"exchange:{vhost}:{name}"
         self.router: Router = router_for(exchange_type)
+        self.is_headers = exchange_type == "headers"
         self.stats = ExchangeStats()
         self.bound_here: list[Binding] = []  # bindings whose destination is this exchange
         self.exchange_bindings = 0  # of its own bindings, how many lead to exchanges
@@ -125,13 +126,17 @@ class VirtualHost:
 
 
 class PublishOutcome:
-    __slots__ = ("message", "queues", "returned", "refused")
+    __slots__ = ("message", "returned", "refused")
 
-    def __init__(self, message: Message, queues: int, returned: bool, refused: bool) -> None:
-        self.message = message
-        self.queues = queues  # how many queues took a copy
+    def __init__(self, message: Message | None, returned: bool, refused: bool) -> None:
+        self.message = message  # set when returned, for the basic.return
         self.returned = returned  # mandatory and no route: basic.return
         self.refused = refused  # a queue refused it (reject-publish): confirm nack
+
+
+# The outcome of nearly every publish, shared rather than made anew each time.
+ROUTED = PublishOutcome(None, False, False)
+UNROUTED = PublishOutcome(None, False, False)
 
 
 class BrokerStats:
@@ -557,19 +562,18 @@ class Broker:
                 stats.returned += 1
             if flow.enabled:
                 flow.add(now, "returned" if mandatory else "unroutable", target.node_id, origin, message)
-            return PublishOutcome(message, 0, mandatory, False)
+            return PublishOutcome(message, True, False) if mandatory else UNROUTED
         stats.routed += 1
+        if len(queues) == 1:
+            return ROUTED if queues[0].enqueue(message) else PublishOutcome(None, False, True)
         refused = False
-        taken = 0
         copies = [message]
         for _ in range(len(queues) - 1):
             copies.append(message.copy())
         for queue, copy in zip(queues, copies, strict=True):
-            if queue.enqueue(copy):
-                taken += 1
-            else:
+            if not queue.enqueue(copy):
                 refused = True
-        return PublishOutcome(message, taken, False, refused)
+        return PublishOutcome(None, False, True) if refused else ROUTED
 
     def route(
         self, host: VirtualHost, exchange: Exchange, message: Message, routing_keys: list[str] | None = None
@@ -598,11 +602,18 @@ class Broker:
             return [queue]
         if not exchange.exchange_bindings:
             # The common case: one exchange whose bindings all lead to queues.
-            matched = exchange.router.match(routing_key, message.headers if exchange.type == "headers" else None)
+            matched = exchange.router.match(routing_key, message.headers if exchange.is_headers else None)
             if matched:
                 stats = exchange.stats
                 stats.received += 1
                 stats.routed += 1
+                if len(matched) == 1:
+                    binding = matched[0]  # type: ignore[index]
+                    binding.routed += 1
+                    if flow.enabled:
+                        flow.add(now, "routed", exchange.node_id, binding.node_id, message)
+                    queue = queues_by_name.get(binding.destination)
+                    return [queue] if queue is not None else []
                 found = []
                 seen: set[str] = set()
                 for binding in matched:

@@ -206,7 +206,7 @@ class Channel:
         outcome = self.broker.publish(
             self.vhost, exchange, routing_key, properties, body, mandatory=mandatory, origin=origin
         )
-        if outcome.returned and self.on_return is not None:
+        if outcome.returned and self.on_return is not None and outcome.message is not None:
             self.on_return(312, "NO_ROUTE", outcome.message)
         if self.confirm_mode:
             self.publish_seq += 1
@@ -319,6 +319,28 @@ class Channel:
         return [entry]
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        if not multiple:
+            # The common case, one delivery, without building lists.
+            entry = self.unacked.pop(delivery_tag, None)
+            if entry is None:
+                raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
+            queue = entry.queue
+            queue.unacked -= 1
+            queue.stats.acked += 1
+            self.unacked_count -= 1
+            consumer = entry.consumer
+            if consumer is None:
+                return
+            consumer.unacked -= 1
+            consumer.acked += 1
+            broker = self.broker
+            if broker.flow.enabled:
+                broker.flow.add(broker.clock.now, "acked", consumer.node_id, queue.node_id, entry.message)
+            if self.global_prefetch:
+                self._release([entry])
+            elif consumer.tag in self.consumers and (queue.ready or consumer in queue.blocked):
+                queue.unblock(consumer)
+            return
         entries = self._take(delivery_tag, multiple)
         broker = self.broker
         flow = broker.flow

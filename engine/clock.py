@@ -45,7 +45,11 @@ class VirtualClock:
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        return self.call_at(self.now + delay, callback, *args)
+        when = self.now + delay if delay > 0 else self.now
+        timer = Timer(when, callback, args)
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, timer))
+        return timer
 
     def next_time(self) -> float | None:
         """When the next live event is due, or None when nothing is scheduled."""

@@ -128,6 +128,7 @@ class Queue:
         self.exclusive_owner = exclusive_owner
         self.arguments = dict(arguments or {})
         self.queue_type = str(self.arguments.get("x-queue-type", "classic"))
+        self.quorum = self.queue_type == "quorum"
         self.node_id = f"queue:{vhost}:{name}"
         self.stats = QueueStats()
         self.max_priority = _max_priority(arguments) if self.queue_type == "classic" else None
@@ -138,7 +139,7 @@ class Queue:
         self.unacked = 0
         self.consumers: list[ChannelConsumer] = []
         self._lines: list[tuple[int, deque[ChannelConsumer]]] = []  # by consumer priority, highest first
-        self._blocked: dict[ChannelConsumer, None] = {}  # in the order they were blocked
+        self.blocked: dict[ChannelConsumer, None] = {}  # in the order they were blocked
         self.single_active_consumer = bool(self.arguments.get("x-single-active-consumer", False))
         self._next_seq = 0
         self._dispatching = False
@@ -191,6 +192,13 @@ class Queue:
         self.dead_letter_exchange = argument_first("dead-letter-exchange")
         self.dead_letter_routing_key = argument_first("dead-letter-routing-key")
         self.delivery_limit = lowest("delivery-limit") if self.queue_type == "quorum" else None
+        # No TTL, limits or priorities: messages without properties take the short path.
+        self._plain = (
+            self.message_ttl is None
+            and self.max_length is None
+            and self.max_length_bytes is None
+            and self.max_priority is None
+        )
 
     def policy_changed(self) -> None:
         """A policy came, went or changed: new limits apply to what the queue holds now."""
@@ -229,6 +237,21 @@ class Queue:
 
     def enqueue(self, message: Message) -> bool:
         """Take a routed message; False when the queue's overflow rule refuses it."""
+        if self._plain and message.properties is None:
+            message.enqueued_at = self.broker.clock.now
+            message.seq = self._next_seq
+            self._next_seq += 1
+            message.expires_at = None
+            self.stats.enqueued += 1
+            if not self.ready and not self._dispatching:
+                turn = self._next_consumer()
+                if turn is not None:
+                    self._deliver(turn[0], turn[1], message)
+                    return True
+            self.ready.append(message)
+            self.ready_bytes += len(message.body)
+            self.dispatch()
+            return True
         if self.overflow != "drop-head" and self._would_overflow(message):
             self.stats.refused += 1
             self.broker.record_flow("dropped", self.node_id, None, message)
@@ -331,7 +354,7 @@ class Queue:
 
     def remove_consumer(self, consumer: ChannelConsumer) -> None:
         self.consumers.remove(consumer)
-        self._blocked.pop(consumer, None)
+        self.blocked.pop(consumer, None)
         for _, line in self._lines:
             try:
                 line.remove(consumer)
@@ -354,16 +377,16 @@ class Queue:
 
     def unblock(self, consumer: ChannelConsumer) -> None:
         """A consumer's prefetch has room again: put it back in line and dispatch."""
-        if consumer in self._blocked:
-            del self._blocked[consumer]
+        if consumer in self.blocked:
+            del self.blocked[consumer]
             self._line(consumer.priority).append(consumer)
         if self.ready:
             self.dispatch()
 
     def unblock_channel(self, channel: Any) -> None:
         """A channel-wide prefetch has room again: its blocked consumers line up in the order they were blocked."""
-        for consumer in [c for c in self._blocked if c.channel is channel]:
-            del self._blocked[consumer]
+        for consumer in [c for c in self.blocked if c.channel is channel]:
+            del self.blocked[consumer]
             self._line(consumer.priority).append(consumer)
         if self.ready:
             self.dispatch()
@@ -378,10 +401,16 @@ class Queue:
         for _, line in self._lines:
             while line:
                 consumer = line[0]
-                if consumer.has_capacity():
+                # ChannelConsumer.has_capacity, inlined: this runs for every delivery.
+                if consumer.no_ack:
                     return consumer, line
+                prefetch = consumer.prefetch
+                if not prefetch or consumer.unacked < prefetch:
+                    channel = consumer.channel
+                    if not channel.global_prefetch or channel.unacked_count < channel.global_prefetch:
+                        return consumer, line
                 line.popleft()
-                self._blocked[consumer] = None
+                self.blocked[consumer] = None
         return None
 
     def _deliver(self, consumer: ChannelConsumer, line: deque[ChannelConsumer], message: Message) -> None:
@@ -391,7 +420,7 @@ class Queue:
         stats.delivered += 1
         if message.redelivered:
             stats.redelivered += 1
-        if self.queue_type == "quorum" and message.delivery_count:
+        if self.quorum and message.delivery_count:
             _set_header(message, "x-delivery-count", message.delivery_count)
         consumer.channel.deliver(consumer, message, self)
 

@@ -6,7 +6,7 @@ so its cost follows the routing key, not the number of bindings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -93,7 +93,7 @@ class Router:
     def remove(self, binding: Binding) -> None:
         self.bindings.remove(binding)
 
-    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Sequence[Binding]:
         raise NotImplementedError
 
     def validate(self, routing_key: str, arguments: Mapping[str, Any]) -> None:
@@ -116,12 +116,12 @@ class DirectRouter(Router):
         if not same_key:
             del self._by_key[binding.routing_key]
 
-    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Sequence[Binding]:
         return self._by_key.get(routing_key, ())
 
 
 class FanoutRouter(Router):
-    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Sequence[Binding]:
         return self.bindings
 
 
@@ -130,26 +130,25 @@ def split_topic(key: str) -> list[str]:
     return key.split(".") if key else []
 
 
-class _TrieNode:
-    __slots__ = ("children", "bindings")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _TrieNode] = {}
-        self.bindings: list[Binding] = []
+# A trie node is a dict: words to child nodes, and under the key None the bindings
+# that end there. A node reached by the word '#' may take any number of further words.
+_BINDINGS = None
 
 
 class TopicRouter(Router):
     """Binding keys in a trie of words; ``*`` is one word, ``#`` zero or more.
 
-    Producers reuse a few keys, so the bindings each key matched are kept in a
-    bounded cache that any change of bindings empties.
+    Matching walks the trie word by word with the set of nodes the key has
+    reached so far, so its cost follows the key's words, not the number of
+    bindings. Producers reuse a few keys, so the bindings each key matched are
+    also kept in a bounded cache that any change of bindings empties.
     """
 
     CACHE_SIZE = 4096
 
     def __init__(self) -> None:
         super().__init__()
-        self._root = _TrieNode()
+        self._root: dict[Any, Any] = {}
         self._cache: dict[str, list[Binding]] = {}
 
     def add(self, binding: Binding) -> None:
@@ -157,11 +156,11 @@ class TopicRouter(Router):
         super().add(binding)
         node = self._root
         for word in split_topic(binding.routing_key):
-            child = node.children.get(word)
+            child = node.get(word)
             if child is None:
-                child = node.children[word] = _TrieNode()
+                child = node[word] = {}
             node = child
-        node.bindings.append(binding)
+        node.setdefault(_BINDINGS, []).append(binding)
 
     def remove(self, binding: Binding) -> None:
         self._cache.clear()
@@ -169,15 +168,17 @@ class TopicRouter(Router):
         path = [self._root]
         words = split_topic(binding.routing_key)
         for word in words:
-            path.append(path[-1].children[word])
-        path[-1].bindings.remove(binding)
+            path.append(path[-1][word])
+        ends = path[-1][_BINDINGS]
+        ends.remove(binding)
+        if not ends:
+            del path[-1][_BINDINGS]
         for depth in range(len(words), 0, -1):
-            node = path[depth]
-            if node.bindings or node.children:
+            if path[depth]:
                 break
-            del path[depth - 1].children[words[depth - 1]]
+            del path[depth - 1][words[depth - 1]]
 
-    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Sequence[Binding]:
         cache = self._cache
         found = cache.get(routing_key)
         if found is None:
@@ -188,40 +189,55 @@ class TopicRouter(Router):
         return found
 
     def match_in_trie(self, routing_key: str) -> list[Binding]:
-        """The bindings a key matches, found by walking the trie (no cache)."""
-        words = split_topic(routing_key)
+        """The bindings a key matches, found by walking the trie (no cache).
+
+        The frontier holds (node, reached-by-'#') pairs: a '#' node stays in it
+        for every further word, and each node's '#' child joins it at once
+        ('#' may match zero words).
+        """
+        frontier = _with_hash_children([(self._root, False)], False)
+        for word in routing_key.split(".") if routing_key else ():
+            reached: list[tuple[dict[Any, Any], bool]] = []
+            swallowed = False
+            for node, is_hash in frontier:
+                child = node.get(word)
+                if child is not None:
+                    reached.append((child, word == "#"))
+                child = node.get("*")
+                if child is not None:
+                    reached.append((child, False))
+                if is_hash:
+                    reached.append((node, True))
+                    swallowed = True
+            if not reached:
+                return []
+            frontier = _with_hash_children(reached, swallowed)
         found: list[Binding] = []
-        self._walk(self._root, words, 0, found, set())
+        for node, _ in frontier:
+            ends = node.get(_BINDINGS)
+            if ends:
+                found.extend(ends)
         return found
 
-    def _walk(
-        self,
-        node: _TrieNode,
-        words: list[str],
-        i: int,
-        found: list[Binding],
-        seen: set[tuple[int, int]],
-    ) -> None:
-        children = node.children
-        hash_node = children.get("#")
-        if hash_node is not None:
-            # '#' may swallow zero words or any number of them; each (node, position)
-            # pair is walked once, so keys like 'a.#.#.b' cannot blow up.
-            for j in range(i, len(words) + 1):
-                mark = (id(hash_node), j)
-                if mark not in seen:
-                    seen.add(mark)
-                    self._walk(hash_node, words, j, found, seen)
-        if i == len(words):
-            if node.bindings:
-                found.extend(node.bindings)
-            return
-        child = children.get(words[i])
-        if child is not None:
-            self._walk(child, words, i + 1, found, seen)
-        star = children.get("*")
-        if star is not None:
-            self._walk(star, words, i + 1, found, seen)
+
+def _with_hash_children(
+    nodes: list[tuple[dict[Any, Any], bool]], may_repeat: bool
+) -> list[tuple[dict[Any, Any], bool]]:
+    """The nodes, plus every '#' child reachable from them by '#' swallowing zero words; each once."""
+    result = nodes
+    index = 0
+    while index < len(result):
+        hash_child = result[index][0].get("#")
+        if hash_child is not None:
+            if result is nodes:
+                result = list(nodes)
+            result.append((hash_child, True))
+        index += 1
+    if (may_repeat or result is not nodes) and len(result) > 1:
+        unique = {id(node): (node, is_hash) for node, is_hash in result}
+        if len(unique) != len(result):
+            result = list(unique.values())
+    return result
 
 
 X_MATCH_KINDS = ("all", "any", "all-with-x", "any-with-x")
@@ -325,7 +341,7 @@ EXCHANGE_TYPES = tuple(ROUTERS)  # the types the engine simulates
 class UnsupportedRouter(Router):
     """An exchange type from a plugin (x-delayed-message, ...): kept, drawn, not simulated."""
 
-    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Iterable[Binding]:
+    def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Sequence[Binding]:
         return ()
 
 

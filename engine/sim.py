@@ -49,9 +49,14 @@ UNKNOWN_TYPE = "unknown"  # an exchange a file's bindings name but do not declar
 
 
 class KeyTemplate:
-    """Routing keys drawn from ``order.{created|paid|shipped}``; ``{seq}`` counts up."""
+    """Routing keys drawn from ``order.{created|paid|shipped}``; ``{seq}`` counts up.
+
+    Every key a template can give is listed once up front (when there are not
+    too many), so drawing one is a single random pick.
+    """
 
     _PART = re.compile(r"\{([^{}]*)\}")
+    MAX_LISTED = 4096
 
     def __init__(self, template: str) -> None:
         self.template = template
@@ -65,13 +70,24 @@ class KeyTemplate:
             pos = match.end()
         if pos < len(template):
             self._parts.append(template[pos:])
-        self.fixed = template if all(isinstance(p, str) for p in self._parts) else None
         self._seq = itertools.count(1)
-        self._interned: dict[str, str] = {}
+        self.keys: list[str] | None = None
+        if all(part is not None for part in self._parts):
+            count = 1
+            for part in self._parts:
+                if isinstance(part, list):
+                    count *= len(part)
+            if count <= self.MAX_LISTED:
+                keys = [""]
+                for part in self._parts:
+                    choices: list[str] = [part] if isinstance(part, str) else list(part or ())
+                    keys = [k + c for k in keys for c in choices]
+                self.keys = keys
 
     def draw(self, rng: random.Random) -> str:
-        if self.fixed is not None:
-            return self.fixed
+        keys = self.keys
+        if keys is not None:
+            return keys[0] if len(keys) == 1 else keys[int(rng.random() * len(keys))]
         pieces = []
         for part in self._parts:
             if isinstance(part, str):
@@ -80,9 +96,7 @@ class KeyTemplate:
                 pieces.append(str(next(self._seq)))
             else:
                 pieces.append(part[int(rng.random() * len(part))])
-        key = "".join(pieces)
-        # Keys repeat; one string per distinct key keeps queued messages small.
-        return self._interned.setdefault(key, key) if len(self._interned) < 10000 else key
+        return "".join(pieces)
 
 
 class SimProducer:
@@ -105,12 +119,15 @@ class SimProducer:
         if model.persistent:
             props["delivery_mode"] = PERSISTENT
         self._properties = props or None
-        channel.on_return = self._on_return
+        self._publish = sim.broker.publish
+        self._vhost = model.vhost
 
     def start(self) -> None:
         self.stop()
         if self.model.rate > 0:
-            self._timer = self.sim.clock.call_later(self._interval(first=True), self._tick)
+            self._period = 1.0 / self.model.rate
+            tick = self._steady_tick if self.model.pattern == "steady" else self._tick
+            self._timer = self.sim.clock.call_later(self._interval(first=True), tick)
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -124,7 +141,11 @@ class SimProducer:
         if first:
             # Spread steady producers over their first period so they do not beat in step.
             return self.rng.random() / rate
-        return 1.0 / rate
+        return self._period
+
+    def _steady_tick(self) -> None:
+        self._timer = self.sim.clock.call_later(self._period, self._steady_tick)
+        self.publish_one()
 
     def _tick(self) -> None:
         self._timer = self.sim.clock.call_later(self._interval(), self._tick)
@@ -133,22 +154,24 @@ class SimProducer:
     def publish_one(self) -> None:
         model = self.model
         try:
-            self.channel.basic_publish(
+            # Straight to the broker: a simulated producer has no use for the
+            # channel's confirm bookkeeping, and this is the hottest path there is.
+            outcome = self._publish(
+                self._vhost,
                 model.exchange,
                 self.template.draw(self.rng),
-                self._body,
                 self._properties,
-                mandatory=model.mandatory,
-                origin=self.node_id,
+                self._body,
+                model.mandatory,
+                self.node_id,
             )
         except Exception as exc:  # an AMQP error: the exchange went away, say
             self.failed += 1
             self.last_error = str(exc)
             return
         self.published += 1
-
-    def _on_return(self, reply_code: int, reply_text: str, message: Message) -> None:
-        self.returned += 1
+        if outcome.returned:
+            self.returned += 1
 
 
 class SimConsumer:
@@ -166,6 +189,8 @@ class SimConsumer:
         self.acked = 0  # as the broker counts: with auto-ack, on delivery
         self.processed = 0  # messages whose work is done
         self.consumer_tag: str | None = None
+        self._instant = model.work_ms == 0 and model.work_spread_ms == 0
+        self._acks = model.ack_mode == "manual"
 
     def start(self) -> None:
         model = self.model
@@ -186,6 +211,9 @@ class SimConsumer:
         self.delivered += 1
         if consumer.no_ack:
             self.acked += 1
+        if self._instant and not self.busy:
+            self._settle(delivery_tag)
+            return
         self.buffer.append((delivery_tag, message))
         if not self.busy:
             self._work_next()
@@ -201,17 +229,29 @@ class SimConsumer:
         if not self.buffer:
             self.busy = False
             return
+        if self._instant and not self.busy:
+            # No work to do: settle each message as it arrives, as a consumer that
+            # acks in its callback does.
+            self.busy = True
+            while self.buffer and not self.channel.closed:
+                delivery_tag, _ = self.buffer.popleft()
+                self._settle(delivery_tag)
+            self.busy = False
+            return
         self.busy = True
         delivery_tag, _ = self.buffer.popleft()
         self.sim.clock.call_later(self._work_time(), self._finish, delivery_tag)
 
-    def _finish(self, delivery_tag: int) -> None:
-        if self.channel.closed:
-            return
-        if self.model.ack_mode == "manual":
+    def _settle(self, delivery_tag: int) -> None:
+        if self._acks:
             self.channel.basic_ack(delivery_tag)
             self.acked += 1
         self.processed += 1
+
+    def _finish(self, delivery_tag: int) -> None:
+        if self.channel.closed:
+            return
+        self._settle(delivery_tag)
         self._work_next()
 
 
