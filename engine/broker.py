@@ -93,6 +93,23 @@ class Exchange:
         self.alternate_exchange = alternate
 
 
+# Policy keys the engine acts on; any other (ha-mode, federation-upstream, ...) is kept
+# and reported as not simulated.
+SIMULATED_POLICY_KEYS = frozenset(
+    {
+        "message-ttl",
+        "expires",
+        "max-length",
+        "max-length-bytes",
+        "overflow",
+        "dead-letter-exchange",
+        "dead-letter-routing-key",
+        "delivery-limit",
+        "alternate-exchange",
+    }
+)
+
+
 class Policy:
     def __init__(
         self,
@@ -110,6 +127,10 @@ class Policy:
         self.definition = dict(definition)
         self.priority = priority
         self.apply_to = apply_to
+
+    @property
+    def unsimulated_keys(self) -> list[str]:
+        return sorted(key for key in self.definition if key not in SIMULATED_POLICY_KEYS)
 
     def applies_to(self, kind: str, name: str) -> bool:
         if self.apply_to not in ("all", kind + "s"):
@@ -561,7 +582,10 @@ class Broker:
             if mandatory:
                 stats.returned += 1
             if flow.enabled:
-                flow.add(now, "returned" if mandatory else "unroutable", target.node_id, origin, message)
+                if mandatory:
+                    flow.add(now, "returned", target.node_id, origin, message, "312 NO_ROUTE")
+                else:
+                    flow.add(now, "unroutable", target.node_id, None, message)
             return PublishOutcome(message, True, False) if mandatory else UNROUTED
         stats.routed += 1
         if len(queues) == 1:
@@ -721,7 +745,7 @@ class Broker:
             routing_keys = original_keys
         queue.stats.dead_lettered += 1
         if self.flow.enabled:
-            self.flow.add(self.clock.now, "dead_lettered", queue.node_id, exchange.node_id, dead)
+            self.flow.add(self.clock.now, "dead_lettered", queue.node_id, exchange.node_id, dead, reason)
         targets = self._route_keys(host, exchange, dead, routing_keys)
         if reason != "rejected":
             targets = [t for t in targets if not _is_cycle(t.name, dead)]
@@ -733,9 +757,11 @@ class Broker:
 
     epoch = 1_700_000_000.0  # wall time of virtual zero, for x-death timestamps
 
-    def record_flow(self, kind: str, source: str | None, target: str | None, message: Message) -> None:
+    def record_flow(
+        self, kind: str, source: str | None, target: str | None, message: Message, detail: str = ""
+    ) -> None:
         if self.flow.enabled:
-            self.flow.add(self.clock.now, kind, source, target, message)
+            self.flow.add(self.clock.now, kind, source, target, message, detail)
 
 
 def _locked(queue: Queue) -> errors.ChannelError:

@@ -376,9 +376,9 @@ class Channel:
             if consumer is not None:
                 consumer.unacked -= 1
             if broker.flow.enabled:
-                kind = "requeued" if requeue else "rejected"
                 node = consumer.node_id if consumer is not None else self.connection.name
-                broker.flow.add(broker.clock.now, kind, node, entry.queue.node_id, entry.message)
+                detail = "requeue" if requeue else "discard"
+                broker.flow.add(broker.clock.now, "nacked", node, entry.queue.node_id, entry.message, detail)
             if requeue:
                 entry.queue.requeue(entry.message)
             else:

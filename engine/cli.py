@@ -180,6 +180,11 @@ def format_report(report: dict[str, Any]) -> str:
             text_columns=2,
         )
     )
+    unsimulated = [p for p in report.get("policies", []) if p["not_simulated"]]
+    for policy in unsimulated:
+        out.append(
+            f"Policy {policy['name']!r} (vhost {policy['vhost']}): not simulated: {', '.join(policy['not_simulated'])}\n"
+        )
     return "".join(out)
 
 

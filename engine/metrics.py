@@ -14,17 +14,17 @@ if TYPE_CHECKING:
     from .message import Message
 
 FLOW_KINDS = (
-    "published",
-    "routed",
-    "unroutable",
-    "returned",
-    "delivered",
-    "acked",
-    "requeued",
-    "rejected",
-    "expired",
-    "dropped",
-    "dead_lettered",
+    "published",  # producer -> exchange
+    "routed",  # exchange -> binding (or queue, for the default exchange; or alternate exchange)
+    "unroutable",  # at the exchange: no route, dropped
+    "returned",  # at the exchange: no route, mandatory: back to the publisher (detail: reply)
+    "delivered",  # queue -> consumer
+    "acked",  # consumer -> queue
+    "nacked",  # consumer -> queue (detail: "requeue" or "discard")
+    "requeued",  # back in the queue, marked redelivered
+    "expired",  # at the queue: TTL
+    "dropped",  # at the queue: length limit (detail: the overflow rule) or delivery limit
+    "dead_lettered",  # queue -> dead-letter exchange (detail: the reason)
 )
 
 
@@ -38,6 +38,7 @@ class FlowEvent(NamedTuple):
     target: str | None
     routing_key: str
     msg_id: int
+    detail: str = ""
 
 
 class FlowLog:
@@ -54,9 +55,20 @@ class FlowLog:
         self.count = 0
         self._ring: list[tuple[Any, ...] | None] = [None] * capacity
 
-    def add(self, time: float, kind: str, source: str | None, target: str | None, message: Message) -> None:
+    def add(
+        self, time: float, kind: str, source: str | None, target: str | None, message: Message, detail: str = ""
+    ) -> None:
         count = self.count
-        self._ring[count % self.capacity] = (count, time, kind, source, target, message.routing_key, message.msg_id)
+        self._ring[count % self.capacity] = (
+            count,
+            time,
+            kind,
+            source,
+            target,
+            message.routing_key,
+            message.msg_id,
+            detail,
+        )
         self.count = count + 1
 
     def since(self, seq: int, limit: int | None = None) -> list[FlowEvent]:

@@ -254,7 +254,7 @@ class Queue:
             return True
         if self.overflow != "drop-head" and self._would_overflow(message):
             self.stats.refused += 1
-            self.broker.record_flow("dropped", self.node_id, None, message)
+            self.broker.record_flow("dropped", self.node_id, None, message, self.overflow)
             if self.overflow == "reject-publish-dlx":
                 self.broker.dead_letter(self, message, "maxlen")
             return False
@@ -302,7 +302,7 @@ class Queue:
         ):
             message = self._pop_ready()
             self.stats.dropped += 1
-            self.broker.record_flow("dropped", self.node_id, None, message)
+            self.broker.record_flow("dropped", self.node_id, None, message, "drop-head")
             self.broker.dead_letter(self, message, "maxlen")
         self._schedule_expiry()
 
@@ -321,7 +321,7 @@ class Queue:
             while ready and ready[0].expires_at is not None and ready[0].expires_at <= now:
                 message = self._pop_ready()
                 self.stats.expired += 1
-                self.broker.record_flow("expired", self.node_id, None, message)
+                self.broker.record_flow("expired", self.node_id, None, message, "ttl")
                 self.broker.dead_letter(self, message, "expired")
         self._schedule_expiry()
 
@@ -481,7 +481,7 @@ class Queue:
             message.delivery_count += 1
             if self.delivery_limit is not None and message.delivery_count > self.delivery_limit:
                 self.stats.rejected += 1
-                self.broker.record_flow("dropped", self.node_id, None, message)
+                self.broker.record_flow("dropped", self.node_id, None, message, "delivery-limit")
                 self.broker.dead_letter(self, message, "delivery_limit")
                 return
         self.stats.requeued += 1

@@ -438,9 +438,24 @@ class Simulation:
             }
             for c in self.consumers.values()
         ]
+        policies = []
+        for vhost in self.broker.vhosts.values():
+            for policy in vhost.policies.values():
+                policies.append(
+                    {
+                        "name": policy.name,
+                        "vhost": policy.vhost,
+                        "pattern": policy.pattern,
+                        "apply_to": policy.apply_to,
+                        "queues": sorted(q.name for q in vhost.queues.values() if q.policy is policy),
+                        "exchanges": sorted(x.name for x in vhost.exchanges.values() if x.policy is policy),
+                        "not_simulated": policy.unsimulated_keys,
+                    }
+                )
         b = self.broker.stats
         return {
             "time": now,
+            "policies": policies,
             "totals": {
                 "published": b.published,
                 "routed": b.routed,

@@ -75,6 +75,8 @@ def queue_detail(queue: Queue, effective: EngineQueue | None = None) -> str:
         parts.append("auto-delete")
     if effective is not None and effective.policy is not None:
         parts.append(f"policy {effective.policy.name}")
+        if effective.policy.unsimulated_keys:
+            parts.append(f"{', '.join(effective.policy.unsimulated_keys)} not simulated")
     return " · ".join(parts)
 
 
