@@ -182,9 +182,8 @@ def format_report(report: dict[str, Any]) -> str:
     )
     unsimulated = [p for p in report.get("policies", []) if p["not_simulated"]]
     for policy in unsimulated:
-        out.append(
-            f"Policy {policy['name']!r} (vhost {policy['vhost']}): not simulated: {', '.join(policy['not_simulated'])}\n"
-        )
+        keys = ", ".join(policy["not_simulated"])
+        out.append(f"Policy {policy['name']!r} (vhost {policy['vhost']}): not simulated: {keys}\n")
     return "".join(out)
 
 
