@@ -280,15 +280,24 @@ class EngineDriver(_Bookkeeping, Driver):
             self.clock.run_pending()
 
     def depth(self, queue: str) -> tuple[int, int]:
+        # A passive declare, as the pika driver does: on RabbitMQ it counts as use of the queue.
         try:
-            found = self.broker.lookup_queue(self.VHOST, queue)
+            found = self.broker.queue_declare(self.VHOST, queue, passive=True)
         except AMQPError as exc:
             raise AssertionError(f"queue {queue}: {exc}") from None
         return found.depth, len(found.consumers)
 
     def exists(self, kind: str, name: str) -> bool:
-        host = self.broker.get_vhost(self.VHOST)
-        return name in (host.queues if kind == "queue" else host.exchanges)
+        try:
+            if kind == "queue":
+                self.broker.queue_declare(self.VHOST, name, passive=True)
+            else:
+                self.broker.exchange_declare(self.VHOST, name, passive=True)
+        except AMQPError as exc:
+            if exc.reply_code == 404:
+                return False
+            raise
+        return True
 
 
 # -- pika against a real RabbitMQ ------------------------------------------------------------------

@@ -109,3 +109,17 @@ def test_unknown_delivery_tag_is_a_precondition_failure() -> None:
         channel.basic_ack(99)
     assert raised.value.reply_code == 406
     assert "unknown delivery tag 99" in str(raised.value)
+
+
+def test_reusing_a_live_consumer_tag_closes_the_connection() -> None:
+    import pytest
+
+    from engine.errors import AMQPError
+
+    broker, _, consumers = setup([1])
+    channel, recorder = consumers[0]
+    tag = next(iter(channel.consumers))
+    with pytest.raises(AMQPError) as raised:
+        channel.basic_consume("work", recorder, consumer_tag=tag)
+    assert raised.value.reply_code == 530 and raised.value.connection_level
+    assert f"attempt to reuse consumer tag '{tag}'" in str(raised.value)
