@@ -327,11 +327,20 @@ class CanvasView(QGraphicsView):
         new_zoom = min(max(self.zoom * factor, self.MIN_ZOOM), self.MAX_ZOOM)
         self.scale(new_zoom / self.zoom, new_zoom / self.zoom)
 
-    def fit(self) -> None:
-        """Show the whole topology, no larger than 1.15x."""
+    READABLE_ZOOM = 0.72  # below this, node text is too small to read
+
+    def fit(self, readable: bool = False) -> None:
+        """Show the whole topology, no larger than 1.15x.
+
+        With ``readable`` (as when a file opens) a big topology is shown at the
+        smallest zoom whose text can still be read, around its middle, instead.
+        """
         rect = self.scene().sceneRect()
         if rect.isEmpty():
             return
         self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
         if self.zoom > 1.15:
             self.scale(1.15 / self.zoom, 1.15 / self.zoom)
+        if readable and self.zoom < self.READABLE_ZOOM:
+            self.scale(self.READABLE_ZOOM / self.zoom, self.READABLE_ZOOM / self.zoom)
+            self.centerOn(rect.center())

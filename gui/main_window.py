@@ -122,7 +122,7 @@ class MainWindow(QMainWindow):
         self.reset_action = self._action(
             "R&eset", self.controller.reset, "Ctrl+R", "Start the simulation again from time zero"
         )
-        self.fit_action = self._action("&Fit to Window", self.view.fit, "Ctrl+0")
+        self.fit_action = self._action("&Fit to Window", lambda: self.view.fit(), "Ctrl+0")
         self.zoom_in_action = self._action("Zoom &In", lambda: self.view.zoom_by(1.2), key.ZoomIn)
         self.zoom_out_action = self._action("Zoom &Out", lambda: self.view.zoom_by(1 / 1.2), key.ZoomOut)
 
@@ -267,7 +267,7 @@ class MainWindow(QMainWindow):
     def _on_topology_replaced(self) -> None:
         self.scene.show_topology(self.document.topology)
         self.controller.load(self.document.topology)
-        QTimer.singleShot(0, self.view.fit)
+        QTimer.singleShot(0, lambda: self.view.fit(readable=True))
 
     def _on_simulation_replaced(self) -> None:
         sim = self.controller.sim

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from engine.model import display_name, split_node_id
 from engine.sim import COUNTERS, TOTALS_ID, Simulation
@@ -61,7 +61,7 @@ class RatesPanel(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.graphics)
         # Legends sit in a row of their own above the plots, never on top of the data.
-        self.rates_legend = pg.LegendItem(labelTextSize="8pt", colCount=4)
+        self.rates_legend = pg.LegendItem(labelTextSize="8pt", colCount=3)
         self.depth_legend = pg.LegendItem(labelTextSize="8pt", colCount=4)
         for col, title in enumerate(("Message rates", "Queue depth")):
             self.graphics.addLabel(title, row=0, col=col, size="11pt", color="#37474f")
@@ -69,6 +69,8 @@ class RatesPanel(QWidget):
         self.graphics.addItem(self.depth_legend, row=1, col=1)
         self.rates_plot = self._plot("Message rates", "msg/s", col=0)
         self.depth_plot = self._plot("Queue depth", "messages ready", col=1)
+        for col in (0, 1):
+            self.graphics.ci.layout.setColumnStretchFactor(col, 1)
         styles = {"publish": Qt.PenStyle.SolidLine, "deliver": Qt.PenStyle.SolidLine, "ack": Qt.PenStyle.DashLine}
         self.rate_curves = {
             name: self.rates_plot.plot([], [], pen=pg.mkPen(SERIES_COLORS[name], width=2, style=styles[name]))
@@ -84,11 +86,22 @@ class RatesPanel(QWidget):
         self.rates = SeriesBuffer([name for name, _ in RATE_SERIES])
         self.depths = SeriesBuffer([])
 
+    MAX_LEGEND_ROWS = 2
+    MAX_LEGEND_ENTRIES = 16
+
     def _fit_legend_row(self) -> None:
-        entries = max(len(self.rates_legend.items), len(self.depth_legend.items), 1)
-        rows = (entries + 3) // 4
-        self.graphics.ci.layout.setRowMaximumHeight(1, rows * 20 + 2)
-        self.graphics.ci.layout.setRowMinimumHeight(1, rows * 20 + 2)
+        """At most two rows of legend: the depth legend widens into more columns instead."""
+        entries = len(self.depth_legend.items)
+        columns = max(4, -(-entries // self.MAX_LEGEND_ROWS))
+        self.depth_legend.setColumnCount(columns)
+        rows = max(1, -(-entries // columns))
+        height = rows * 20 + 2
+        for legend in (self.rates_legend, self.depth_legend):
+            legend.setMaximumHeight(height)
+            legend.setMinimumWidth(0)
+            legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.graphics.ci.layout.setRowMaximumHeight(1, height)
+        self.graphics.ci.layout.setRowMinimumHeight(1, height)
 
     def _plot(self, title: str, unit: str, col: int) -> pg.PlotItem:
         plot = self.graphics.addPlot(row=2, col=col)
@@ -114,7 +127,11 @@ class RatesPanel(QWidget):
             _, vhost, name = split_node_id(qid)
             label = display_name("queue", name) + (f" [{vhost}]" if multi_vhost else "")
             self.depth_curves[qid] = self.depth_plot.plot([], [], pen=pg.mkPen(series_color(index), width=2))
-            self.depth_legend.addItem(self.depth_curves[qid], label)
+            if index < self.MAX_LEGEND_ENTRIES - 1 or len(self._queue_ids) == self.MAX_LEGEND_ENTRIES:
+                self.depth_legend.addItem(self.depth_curves[qid], label)
+        hidden = len(self._queue_ids) - len(self.depth_legend.items)
+        if hidden > 0:
+            self.depth_legend.addItem(pg.PlotDataItem(pen=None), f"+{hidden} more")
         self._fit_legend_row()
         self._last_time = -1.0
         self._cumulative = SeriesBuffer([counter for _, counter in RATE_SERIES])
