@@ -26,6 +26,7 @@ from .clock import VirtualClock
 from .errors import resource_description
 from .message import Message
 from .metrics import FlowLog
+from .model import node_id
 from .queues import Queue
 from .routing import EXCHANGE_TYPES, Binding, Router, router_for
 
@@ -72,7 +73,7 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments = dict(arguments or {})
-        self.node_id = f"exchange:{vhost}:{name}"
+        self.node_id = node_id("exchange", vhost, name)
         self.router: Router = router_for(exchange_type)
         self.is_headers = exchange_type == "headers"
         self.stats = ExchangeStats()
@@ -110,6 +111,45 @@ SIMULATED_POLICY_KEYS = frozenset(
 )
 
 
+QUEUE_TYPE_TARGETS = {"classic_queues": "classic", "quorum_queues": "quorum", "streams": "stream"}
+
+# A group that repeats and is itself repeated, as in (a+)+ or (a|aa)*: Python's regex
+# engine can take exponential time on such a pattern, so it is refused.
+_NESTED_REPETITION = re.compile(
+    r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]|\((?:[^()\\]|\\.)*\|(?:[^()\\]|\\.)*\)[+*{]"
+)
+
+
+def check_policy(pattern: str, definition: dict[str, Any]) -> None:
+    """Refuse (406) a policy the engine cannot apply: a bad pattern or a bad value."""
+    if _NESTED_REPETITION.search(pattern):
+        raise errors.precondition_failed(
+            f"pattern '{pattern}' repeats a repeated group; Queuecraft refuses it "
+            "because matching it can take exponential time"
+        )
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise errors.precondition_failed(f"invalid pattern '{pattern}': {exc}") from exc
+    for key, value in definition.items():
+        problem = policy_value_problem(key, value)
+        if problem:
+            raise errors.precondition_failed(f"Validation failed\n\n{problem}")
+
+
+def policy_value_problem(key: str, value: Any) -> str | None:
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if key in ("message-ttl", "max-length", "max-length-bytes", "delivery-limit") and not (whole and value >= 0):
+        return f"{value!r} is not a valid {key} (a whole number from 0 up)"
+    if key == "expires" and not (whole and value >= 1):
+        return f"{value!r} is not a valid expires (a whole number of milliseconds from 1 up)"
+    if key in ("dead-letter-exchange", "dead-letter-routing-key", "alternate-exchange") and not isinstance(value, str):
+        return f"{value!r} is not a valid {key} (a name)"
+    if key == "overflow" and value not in ("drop-head", "reject-publish", "reject-publish-dlx"):
+        return f"{value!r} is not a valid overflow (drop-head, reject-publish or reject-publish-dlx)"
+    return None
+
+
 class Policy:
     def __init__(
         self,
@@ -132,8 +172,15 @@ class Policy:
     def unsimulated_keys(self) -> list[str]:
         return sorted(key for key in self.definition if key not in SIMULATED_POLICY_KEYS)
 
-    def applies_to(self, kind: str, name: str) -> bool:
-        if self.apply_to not in ("all", kind + "s"):
+    def applies_to(self, kind: str, name: str, queue_type: str = "classic") -> bool:
+        apply_to = self.apply_to
+        if apply_to == "all" or apply_to == kind + "s":
+            pass
+        elif kind == "queue" and apply_to in QUEUE_TYPE_TARGETS:
+            # Newer brokers' apply-to values: only queues of that type.
+            if QUEUE_TYPE_TARGETS[apply_to] != queue_type:
+                return False
+        else:
             return False
         return self.regex.search(name) is not None
 
@@ -290,13 +337,13 @@ class Broker:
         exchange = host.exchanges.get(name)
         if exchange is None:
             return
-        if if_unused and (exchange.router.bindings or exchange.bound_here):
+        if if_unused and exchange.router.bindings:
             raise errors.precondition_failed(f"exchange '{name}' in vhost '{vhost}' in use")
         self._remove_exchange(host, exchange)
 
     def _remove_exchange(self, host: VirtualHost, exchange: Exchange) -> None:
         for binding in list(exchange.router.bindings):
-            self._remove_binding(host, exchange, binding)
+            self._remove_binding(host, exchange, binding, cascade=False)
         for binding in list(exchange.bound_here):
             source = host.exchanges.get(binding.source)
             if source is not None:
@@ -360,7 +407,7 @@ class Broker:
     ) -> Queue:
         host = self.get_vhost(vhost)
         queue = Queue(self, vhost, name, durable, auto_delete, exclusive_owner, arguments)
-        queue.policy = self._policy_for(host, "queue", name)
+        queue.policy = self._policy_for(host, "queue", name, queue.queue_type)
         queue.apply_settings()
         host.queues[name] = queue
         queue.touch()
@@ -409,7 +456,7 @@ class Broker:
             queue.remove_consumer(consumer)
             if consumer.channel.on_cancel is not None:
                 consumer.channel.on_cancel(consumer.tag)
-        for exchange in host.exchanges.values():
+        for exchange in list(host.exchanges.values()):
             for binding in [
                 b for b in exchange.router.bindings if b.destination_type == "queue" and b.destination == queue.name
             ]:
@@ -485,8 +532,16 @@ class Broker:
                 self._remove_binding(host, exchange, binding)
                 return
 
-    def _remove_binding(self, host: VirtualHost, exchange: Exchange, binding: Binding) -> None:
+    def _remove_binding(self, host: VirtualHost, exchange: Exchange, binding: Binding, cascade: bool = True) -> None:
         exchange.router.remove(binding)
+        if (
+            cascade
+            and exchange.auto_delete
+            and not exchange.router.bindings
+            and host.exchanges.get(exchange.name) is exchange
+        ):
+            # An auto-delete exchange goes when its last binding does (not before its first).
+            self._remove_exchange(host, exchange)
         if binding.destination_type == "exchange":
             exchange.exchange_bindings -= 1
             target = host.exchanges.get(binding.destination)
@@ -508,10 +563,8 @@ class Broker:
         apply_to: str = "all",
     ) -> Policy:
         host = self.get_vhost(vhost)
-        try:
-            policy = Policy(vhost, name, pattern, definition, priority, apply_to)
-        except re.error as exc:
-            raise errors.precondition_failed(f"invalid pattern '{pattern}': {exc}") from exc
+        check_policy(pattern, definition)
+        policy = Policy(vhost, name, pattern, definition, priority, apply_to)
         host.policies[name] = policy
         self._apply_policies(host)
         return policy
@@ -521,10 +574,10 @@ class Broker:
         host.policies.pop(name, None)
         self._apply_policies(host)
 
-    def _policy_for(self, host: VirtualHost, kind: str, name: str) -> Policy | None:
+    def _policy_for(self, host: VirtualHost, kind: str, name: str, queue_type: str = "classic") -> Policy | None:
         best: Policy | None = None
         for policy in host.policies.values():
-            if policy.applies_to(kind, name) and (best is None or policy.priority > best.priority):
+            if policy.applies_to(kind, name, queue_type) and (best is None or policy.priority > best.priority):
                 best = policy
         return best
 
@@ -533,7 +586,7 @@ class Broker:
             exchange.policy = self._policy_for(host, "exchange", exchange.name)
             exchange.apply_settings()
         for queue in list(host.queues.values()):
-            policy = self._policy_for(host, "queue", queue.name)
+            policy = self._policy_for(host, "queue", queue.name, queue.queue_type)
             if policy is not queue.policy or queue.policy is not None:
                 queue.policy = policy
                 queue.policy_changed()

@@ -12,7 +12,9 @@ from itertools import count
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from .arguments import amqp_type
 from .message import Message
+from .model import node_id as make_node_id
 
 if TYPE_CHECKING:
     from .broker import Broker, PublishOutcome
@@ -243,7 +245,12 @@ class Channel:
             raise errors.access_refused(f"queue '{queue}' in vhost '{self.vhost}' in exclusive use")
         if any(c.exclusive for c in target.consumers):
             raise errors.access_refused(f"queue '{queue}' in vhost '{self.vhost}' in exclusive use")
-        priority = int((arguments or {}).get("x-priority", 0))
+        priority = (arguments or {}).get("x-priority", 0)
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise errors.precondition_failed(
+                f"invalid arg 'x-priority' for queue '{target.name}' in vhost '{self.vhost}': "
+                f'"expected integer, got {amqp_type(priority)}"'
+            )
         consumer = ChannelConsumer(
             self,
             consumer_tag,
@@ -253,7 +260,7 @@ class Channel:
             priority,
             self.prefetch_count,
             on_deliver,
-            node_id or f"consumer:{self.vhost}:{consumer_tag}",
+            node_id or make_node_id("consumer", self.vhost, consumer_tag),
         )
         self.consumers[consumer_tag] = consumer
         target.add_consumer(consumer)
@@ -305,18 +312,22 @@ class Channel:
     # -- settlement -----------------------------------------------------------------
 
     def _take(self, delivery_tag: int, multiple: bool) -> list[Unacked]:
-        if multiple:
-            if delivery_tag == 0:
-                tags = list(self.unacked)
-            else:
-                tags = [tag for tag in self.unacked if tag <= delivery_tag]
-                if delivery_tag not in self.unacked and not tags:
-                    raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
-            return [self.unacked.pop(tag) for tag in tags]
-        entry = self.unacked.pop(delivery_tag, None)
-        if entry is None:
+        """The deliveries an ack, nack or reject settles.
+
+        With ``multiple`` every outstanding tag up to and including
+        ``delivery_tag`` (0: all of them); the tag itself must be outstanding,
+        as RabbitMQ requires.
+        """
+        if multiple and delivery_tag == 0:
+            entries = list(self.unacked.values())
+            self.unacked.clear()
+            return entries
+        if delivery_tag not in self.unacked:
             raise errors.precondition_failed(f"unknown delivery tag {delivery_tag}")
-        return [entry]
+        if not multiple:
+            return [self.unacked.pop(delivery_tag)]
+        tags = [tag for tag in self.unacked if tag <= delivery_tag]
+        return [self.unacked.pop(tag) for tag in tags]
 
     def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
         if not multiple:

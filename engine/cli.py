@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -51,17 +52,21 @@ def run_command(args: argparse.Namespace) -> int:
     except TopologyFileError as exc:
         print(f"queuecraft: {exc}", file=sys.stderr)
         return 2
-    sim = Simulation(topology, seed=args.seed)
+    sim = Simulation(topology, seed=args.seed, sample_interval=None)
     if math.isinf(args.speed):
         sim.run_for(args.duration)
     else:
         asyncio.run(_run_paced(sim, args.duration, args.speed))
     report = sim.report()
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(format_report(report))
+    text = json.dumps(report, indent=2) + "\n" if args.json else format_report(report)
+    try:
+        # Names are whatever the file held; never let one stop the report.
+        sys.stdout.buffer.write(text.encode("utf-8", errors="backslashreplace"))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly, as command-line tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
     return 0
 
 
@@ -111,9 +116,16 @@ def format_report(report: dict[str, Any]) -> str:
     out.append(
         _table(
             "Producers",
-            ["name", "exchange", "published", "returned", "msg/s"],
+            ["name", "exchange", "published", "returned", "failed", "msg/s"],
             [
-                [_label(p, multi), p["exchange"] or "(AMQP default)", p["published"], p["returned"], p["rate"]]
+                [
+                    _label(p, multi),
+                    p["exchange"] or "(AMQP default)",
+                    p["published"],
+                    p["returned"],
+                    p["failed"],
+                    p["rate"],
+                ]
                 for p in report["producers"]
             ],
             text_columns=2,

@@ -18,12 +18,17 @@ DEFAULT_VHOST = "/"
 
 
 def node_id(kind: str, vhost: str, name: str) -> str:
+    """``exchange:/:orders``. A ':' (or '%') in the vhost is %-escaped so the id splits back."""
+    if ":" in vhost or "%" in vhost:
+        vhost = vhost.replace("%", "%25").replace(":", "%3A")
     return f"{kind}:{vhost}:{name}"
 
 
 def split_node_id(nid: str) -> tuple[str, str, str]:
     """``exchange:/:orders`` -> ("exchange", "/", "orders"); names may hold ':'."""
     kind, vhost, name = nid.split(":", 2)
+    if "%" in vhost:
+        vhost = vhost.replace("%3A", ":").replace("%25", "%")
     return kind, vhost, name
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .message import Message
+from .model import node_id
 
 if TYPE_CHECKING:
     from .broker import Broker, Policy
@@ -129,7 +130,7 @@ class Queue:
         self.arguments = dict(arguments or {})
         self.queue_type = str(self.arguments.get("x-queue-type", "classic"))
         self.quorum = self.queue_type == "quorum"
-        self.node_id = f"queue:{vhost}:{name}"
+        self.node_id = node_id("queue", vhost, name)
         self.stats = QueueStats()
         self.max_priority = _max_priority(arguments) if self.queue_type == "classic" else None
         self.ready: FifoMessages | PriorityMessages = (

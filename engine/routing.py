@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import precondition_failed
+from .model import node_id
 
 
 class Binding:
@@ -69,7 +70,7 @@ def binding_id(
     routing_key: str,
     arguments: Mapping[str, Any] | None = None,
 ) -> str:
-    base = f"binding:{vhost}:{source}>{destination_type}:{destination}:{routing_key}"
+    base = node_id("binding", vhost, f"{source}>{destination_type}:{destination}:{routing_key}")
     if arguments:
         base += ":" + _canonical(arguments)
     return base
@@ -291,7 +292,10 @@ def values_equal(a: Any, b: Any) -> bool:
     """
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float | Decimal) and isinstance(b, int | float | Decimal):
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        # AMQP decimals are a type of their own in RabbitMQ; they equal only decimals.
+        return isinstance(a, Decimal) and isinstance(b, Decimal) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b
     if isinstance(a, str | bytes) and isinstance(b, str | bytes):
         return _as_bytes(a) == _as_bytes(b)

@@ -9,6 +9,7 @@ half-read.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -17,6 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .arguments import REFUSED_BY_TYPE
+from .broker import check_policy
+from .errors import AMQPError
 from .model import (
     BUILTIN_EXCHANGES,
     DEFAULT_VHOST,
@@ -30,9 +34,14 @@ from .model import (
     Vhost,
     node_id,
 )
+from .routing import EXCHANGE_TYPES
 
 FORMAT_VERSION = 1
 RABBIT_VERSION = "3.10.8"
+MAX_RATE = 1_000_000.0  # messages a second from one simulated producer
+MAX_WORK_MS = 86_400_000.0  # a day
+MAX_COORDINATE = 10_000_000.0
+MAX_MILLISECONDS = 4294967295  # RabbitMQ's limit for TTLs and expiry
 
 POLICY_APPLY_TO = ("all", "queues", "exchanges", "classic_queues", "quorum_queues", "streams")
 OVERFLOW_RULES = ("drop-head", "reject-publish", "reject-publish-dlx")
@@ -127,10 +136,12 @@ class _Reader:
             obj, where, key, lambda v: _is_int(v) and v >= low and (high is None or v <= high), expected, default
         )
 
-    def number(self, obj: dict[str, Any], where: str, key: str, low: float = 0.0, default: Any = ...) -> float:
-        expected = f"a number of at least {low:g}"
-        value = self.get(obj, where, key, lambda v: _is_number(v) and v >= low, expected, default)
-        return value
+    def number(
+        self, obj: dict[str, Any], where: str, key: str, low: float = 0.0, high: float = 1e9, default: Any = ...
+    ) -> float:
+        expected = f"a number from {low:,g} to {high:,.0f}"
+        value = self.get(obj, where, key, lambda v: _is_number(v) and low <= v <= high, expected, default)
+        return float(value)
 
     def choice(self, obj: dict[str, Any], where: str, key: str, choices: tuple[str, ...], default: Any = ...) -> str:
         expected = "one of " + ", ".join(f'"{c}"' for c in choices)
@@ -160,17 +171,19 @@ def _extra(obj: dict[str, Any], known: tuple[str, ...]) -> dict[str, Any]:
 
 def _check_limits(reader: _Reader, values: dict[str, Any], where: str, prefix: str) -> None:
     """Check the queue limits RabbitMQ knows, named ``x-...`` in arguments, bare in policies."""
-    whole = {
-        "message-ttl": (0, "a whole number of milliseconds from 0 up"),
-        "expires": (1, "a whole number of milliseconds from 1 up"),
-        "max-length": (0, "a whole number of messages from 0 up"),
-        "max-length-bytes": (0, "a whole number of bytes from 0 up"),
-        "delivery-limit": (0, "a whole number from 0 up"),
+    whole: dict[str, tuple[int, int | None, str]] = {
+        "message-ttl": (0, MAX_MILLISECONDS, "a whole number of milliseconds from 0 to 4294967295"),
+        "expires": (1, MAX_MILLISECONDS, "a whole number of milliseconds from 1 to 4294967295"),
+        "max-length": (0, None, "a whole number of messages from 0 up"),
+        "max-length-bytes": (0, None, "a whole number of bytes from 0 up"),
+        "delivery-limit": (0, None, "a whole number from 0 up"),
     }
-    for name, (low, expected) in whole.items():
+    for name, (low, high, expected) in whole.items():
         key = prefix + name
-        if key in values and not (_is_int(values[key]) and values[key] >= low):
-            raise reader.fail(_at(where, key), f"expected {expected}, got {_describe(values[key])}")
+        if key in values:
+            value = values[key]
+            if not (_is_int(value) and value >= low and (high is None or value <= high)):
+                raise reader.fail(_at(where, key), f"expected {expected}, got {_describe(value)}")
     strings = ("dead-letter-exchange", "dead-letter-routing-key", "alternate-exchange")
     for name in strings:
         key = prefix + name
@@ -188,6 +201,15 @@ def _check_limits(reader: _Reader, values: dict[str, Any], where: str, prefix: s
 
 def _check_queue_arguments(reader: _Reader, arguments: dict[str, Any], where: str) -> None:
     _check_limits(reader, arguments, where, "x-")
+    if "x-dead-letter-routing-key" in arguments and "x-dead-letter-exchange" not in arguments:
+        raise reader.fail(
+            _at(where, "x-dead-letter-routing-key"),
+            "expected an x-dead-letter-exchange beside it (RabbitMQ refuses a dead-letter routing key without one)",
+        )
+    queue_type = arguments.get("x-queue-type", "classic")
+    for key in REFUSED_BY_TYPE.get(queue_type, ()) if isinstance(queue_type, str) else ():
+        if key in arguments:
+            raise reader.fail(_at(where, key), f"expected no {key} on a {queue_type} queue (RabbitMQ refuses it)")
     if "x-max-priority" in arguments:
         value = arguments["x-max-priority"]
         if not (_is_int(value) and 0 <= value <= 255):
@@ -225,11 +247,40 @@ def load(path: str | os.PathLike[str], complete_layout: bool = True) -> Topology
     return loads(text, file, complete_layout=complete_layout)
 
 
-def loads(text: str, file: str = "<text>", complete_layout: bool = True) -> Topology:
+def _line_column(text: str, index: int) -> str:
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return f"line {line}, column {column}"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not a number JSON allows", name)
+
+
+class _NotJSON(ValueError):
+    def __init__(self, problem: str, token: str) -> None:
+        super().__init__(problem)
+        self.token = token
+
+
+def parse_json(text: str, file: str) -> Any:
+    """JSON as RabbitMQ reads it: no NaN or Infinity; a bad document gets one error with its place."""
     try:
-        data = json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise TopologyFileError(file, f"line {exc.lineno}, column {exc.colno}", f"not valid JSON ({exc.msg})") from exc
+    except _NotJSON as exc:
+        raise TopologyFileError(file, _line_column(text, max(text.find(exc.token), 0)), str(exc)) from exc
+    except RecursionError as exc:
+        raise TopologyFileError(file, "JSON text", "nested too deeply to be a topology") from exc
+    except ValueError as exc:  # an integer too long to read
+        match = re.search(r"\d{4000,}", text)
+        where = _line_column(text, match.start()) if match else "JSON text"
+        raise TopologyFileError(file, where, f"a number too long to read ({exc})") from exc
+
+
+def loads(text: str, file: str = "<text>", complete_layout: bool = True) -> Topology:
+    data = parse_json(text, file)
     topology = from_definitions(data, file)
     if complete_layout:
         from .layout import complete_layout as fill_layout
@@ -281,6 +332,7 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
         topology.vhosts.append(Vhost(only_vhost))
 
     exchanges: dict[tuple[str, str], str] = {}
+    exchange_types: dict[tuple[str, str], str] = {}
     for i, item in enumerate(reader.array(top.get("exchanges", []), "$.exchanges")):
         where = f"$.exchanges[{i}]"
         entity = reader.object(item, where)
@@ -296,10 +348,16 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
                 _at(where, "name"),
                 f"exchange '{name}' in vhost '{vhost}' is already declared at {exchanges[vhost, name]}",
             )
+        exchange_type = reader.string(entity, where, "type")
+        if exchange_type not in EXCHANGE_TYPES and not exchange_type.startswith("x-"):
+            raise reader.fail(
+                _at(where, "type"),
+                f"expected direct, fanout, topic, headers or a plugin's type (x-...), got {_describe(exchange_type)}",
+            )
         exchange = Exchange(
             name=name,
             vhost=vhost,
-            type=reader.string(entity, where, "type"),
+            type=exchange_type,
             durable=reader.boolean(entity, where, "durable", True),
             auto_delete=reader.boolean(entity, where, "auto_delete", False),
             internal=reader.boolean(entity, where, "internal", False),
@@ -312,6 +370,7 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
                 f"expected an exchange name (a string), got {_describe(exchange.arguments['alternate-exchange'])}",
             )
         exchanges[vhost, name] = where
+        exchange_types[vhost, name] = exchange.type
         topology.exchanges.append(exchange)
 
     queues: dict[tuple[str, str], str] = {}
@@ -335,6 +394,13 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
             extra=_extra(entity, ("name", "vhost", "durable", "auto_delete", "arguments")),
         )
         _check_queue_arguments(reader, queue.arguments, _at(where, "arguments"))
+        if queue.queue_type in ("quorum", "stream"):
+            for flag, wanted in (("durable", True), ("auto_delete", False)):
+                if getattr(queue, flag) != wanted:
+                    raise reader.fail(
+                        _at(where, flag),
+                        f"expected {str(wanted).lower()}: a {queue.queue_type} queue is durable and not auto-delete",
+                    )
         queues[vhost, name] = where
         topology.queues.append(queue)
 
@@ -375,8 +441,9 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
             arguments=reader.table(entity, where, "arguments"),
             extra=_extra(entity, ("source", "vhost", "destination", "destination_type", "routing_key", "arguments")),
         )
+        source_type = exchange_types.get((vhost, source), BUILTIN_EXCHANGES.get(source))
         x_match = binding.arguments.get("x-match")
-        if x_match is not None and x_match not in X_MATCH:
+        if source_type == "headers" and x_match is not None and x_match not in X_MATCH:
             raise reader.fail(
                 _at(_at(where, "arguments"), "x-match"),
                 "expected one of " + ", ".join(f'"{m}"' for m in X_MATCH) + f", got {_describe(x_match)}",
@@ -387,11 +454,15 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
         where = f"$.policies[{i}]"
         entity = reader.object(item, where)
         pattern = reader.string(entity, where, "pattern")
+        definition = dict(reader.object(entity.get("definition", {}), _at(where, "definition")))
         try:
             re.compile(pattern)
         except re.error as exc:
             raise reader.fail(_at(where, "pattern"), f"expected a regular expression ({exc})") from exc
-        definition = dict(reader.object(entity.get("definition", {}), _at(where, "definition")))
+        try:
+            check_policy(pattern, {})
+        except AMQPError as exc:
+            raise reader.fail(_at(where, "pattern"), exc.detail) from exc
         _check_limits(reader, definition, _at(where, "definition"), "")
         topology.policies.append(
             Policy(
@@ -457,7 +528,7 @@ def _read_queuecraft(
             vhost=reader.string(entity, at, "vhost", default_vhost),
             exchange=reader.string(entity, at, "exchange"),
             routing_key=reader.string(entity, at, "routing_key", ""),
-            rate=reader.number(entity, at, "rate", 0.0, 1.0),
+            rate=reader.number(entity, at, "rate", 0.0, MAX_RATE, 1.0),
             pattern=reader.choice(entity, at, "pattern", ("steady", "poisson"), "steady"),
             headers=reader.table(entity, at, "headers"),
             body_size=reader.integer(entity, at, "body_size", 0, 128 * 1024 * 1024, 100),
@@ -465,6 +536,13 @@ def _read_queuecraft(
             mandatory=reader.boolean(entity, at, "mandatory", False),
             extra=_extra(entity, _PRODUCER_KEYS),
         )
+        _refuse_unknown_keys(reader, entity, at, _PRODUCER_KEYS)
+        declared = topology.exchange(producer.vhost, producer.exchange)
+        if (declared is not None and declared.internal) or producer.exchange == "amq.rabbitmq.trace":
+            raise reader.fail(
+                _at(at, "exchange"),
+                f"'{producer.exchange}' is an internal exchange; RabbitMQ refuses publishes to it (403)",
+            )
         if not exchange_known(producer.vhost, producer.exchange):
             raise reader.fail(
                 _at(at, "exchange"),
@@ -489,11 +567,12 @@ def _read_queuecraft(
             vhost=reader.string(entity, at, "vhost", default_vhost),
             queue=reader.string(entity, at, "queue"),
             prefetch=reader.integer(entity, at, "prefetch", 0, 65535, 1),
-            work_ms=reader.number(entity, at, "work_ms", 0.0, 100.0),
-            work_spread_ms=reader.number(entity, at, "work_spread_ms", 0.0, 0.0),
+            work_ms=reader.number(entity, at, "work_ms", 0.0, MAX_WORK_MS, 100.0),
+            work_spread_ms=reader.number(entity, at, "work_spread_ms", 0.0, MAX_WORK_MS, 0.0),
             ack_mode=reader.choice(entity, at, "ack_mode", ("manual", "auto"), "manual"),
             extra=_extra(entity, _CONSUMER_KEYS),
         )
+        _refuse_unknown_keys(reader, entity, at, _CONSUMER_KEYS)
         if (consumer.vhost, consumer.queue) not in queues:
             raise reader.fail(
                 _at(at, "queue"),
@@ -510,9 +589,22 @@ def _read_queuecraft(
     layout = reader.object(section.get("layout", {}), _at(where, "layout"))
     for key, position in layout.items():
         at = _at(_at(where, "layout"), key)
-        if not (isinstance(position, list) and len(position) == 2 and all(_is_number(v) for v in position)):
+        if not (
+            isinstance(position, list)
+            and len(position) == 2
+            and all(_is_number(v) and abs(v) <= MAX_COORDINATE for v in position)
+        ):
             raise reader.fail(at, f"expected a position [x, y], got {_describe(position)}")
         topology.layout[key] = (float(position[0]), float(position[1]))
+
+
+def _refuse_unknown_keys(reader: _Reader, entity: dict[str, Any], where: str, known: tuple[str, ...]) -> None:
+    """Queuecraft's own objects have no room for guesses: a misspelt field is an error, not a default."""
+    for key in entity:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else f" (expected one of {', '.join(known)})"
+            raise reader.fail(_at(where, key), f"unknown field{hint}")
 
 
 def template_problem(template: str) -> str | None:

@@ -59,3 +59,19 @@ def test_bad_speed_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([str(EXAMPLES / "ecommerce.json"), "--speed", "fast"])
     assert "expected 'max' or a speed factor" in capsys.readouterr().err
+
+
+def test_odd_names_and_a_closed_pipe_do_not_break_the_report(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    odd = tmp_path / "odd.json"
+    odd.write_text('{"queues": [{"name": "\\ud800 lone surrogate"}, {"name": "ordinary"}]}')
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", str(odd), "--duration", "1"], capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert b"\\ud800 lone surrogate" in result.stdout
+    shell = f"{sys.executable} -m engine.cli {EXAMPLES / 'ecommerce.json'} --duration 5 --json | head -c 10"
+    result = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60)
+    assert result.returncode == 0 and b"Traceback" not in result.stderr

@@ -178,3 +178,26 @@ def test_unroutable_messages_are_counted_and_returned_when_mandatory(broker: Bro
     channel.basic_publish("x", "nowhere", b"m", mandatory=True)
     assert broker.stats.unroutable == 2
     assert returned == [(312, "nowhere")]
+
+
+def test_dead_lettering_that_reaches_no_queue_drops_the_message(broker: Broker) -> None:
+    broker.exchange_declare("/", "dlx", "fanout")  # no bindings
+    broker.queue_declare("/", "work", arguments={"x-message-ttl": 100, "x-dead-letter-exchange": "dlx"})
+    broker.queue_declare("/", "spare", arguments={"x-max-length": 1, "x-dead-letter-exchange": "dlx"})
+    channel = broker.connect("app").channel()
+    channel.basic_publish("", "work", b"m")
+    for _ in range(3):
+        channel.basic_publish("", "spare", b"m")
+    broker.clock.run_for(1)
+    assert broker.lookup_queue("/", "work").stats.expired == 1
+    assert broker.lookup_queue("/", "spare").stats.dropped == 2
+
+
+def test_decimal_header_values_match_only_decimals(broker: Broker) -> None:
+    from decimal import Decimal
+
+    broker.exchange_declare("/", "h", "headers")
+    broker.queue_declare("/", "q")
+    broker.bind("/", "h", "q", "queue", "", {"n": 1})
+    assert route(broker, "h", "", {"n": Decimal("1")}) == []
+    assert route(broker, "h", "", {"n": 1}) == ["q"]

@@ -220,8 +220,21 @@ BAD_FILES = [
     ),
     (
         "bad x-match",
-        lambda: mutated(lambda d: d["bindings"][0].update(arguments={"x-match": "most"})),
-        'bad.json: $.bindings[0].arguments["x-match"]: expected one of "all", "any", "all-with-x", "any-with-x", got "most"',
+        lambda: mutated(
+            lambda d: (
+                d["exchanges"].append({"name": "events", "vhost": "/", "type": "headers"}),
+                d["bindings"].append(
+                    {
+                        "source": "events",
+                        "vhost": "/",
+                        "destination": "payments",
+                        "destination_type": "queue",
+                        "arguments": {"x-match": "most"},
+                    }
+                ),
+            )
+        ),
+        'bad.json: $.bindings[1].arguments["x-match"]: expected one of "all", "any", "all-with-x", "any-with-x", got "most"',
     ),
     (
         "bad policy pattern",
@@ -236,7 +249,7 @@ BAD_FILES = [
     (
         "negative rate",
         lambda: mutated(lambda d: d["queuecraft"]["producers"][0].update(rate=-1)),
-        "bad.json: $.queuecraft.producers[0].rate: expected a number of at least 0, got -1",
+        "bad.json: $.queuecraft.producers[0].rate: expected a number from 0 to 1,000,000, got -1",
     ),
     (
         "producer to a missing exchange",
@@ -290,3 +303,108 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(TopologyFileError, match="picture.json: byte 0: expected UTF-8 text"):
         load(binary)
+
+
+MORE_BAD_FILES = [
+    (
+        '{"queuecraft": {"format": 1, "layout": {"queue:/:q": [NaN, 0]}}}',
+        "bad.json: line 1, column 55: NaN is not a number JSON allows",
+    ),
+    (
+        '{"queues": [{"name": "q", "arguments": {"x-max-length": Infinity}}]}',
+        "bad.json: line 1, column 57: Infinity is not a number JSON allows",
+    ),
+    (
+        '{"queues": [{"name": "q", "arguments": {"x-max-length": 1' + "0" * 5000 + "}}]}",
+        "bad.json: line 1, column 57: a number too long to read",
+    ),
+    ("[" * 50000 + "]" * 50000, "bad.json: JSON text: nested too deeply to be a topology"),
+    (
+        json.dumps({**GOOD, "queues": [{"name": "payments", "vhost": "/", "arguments": {"x-message-ttl": 10**400}}]}),
+        'bad.json: $.queues[0].arguments["x-message-ttl"]: expected a whole number of milliseconds from 0 to 4294967295',
+    ),
+    (
+        json.dumps(
+            {**GOOD, "queuecraft": {"format": 1, "producers": [{"name": "p", "exchange": "orders", "rate": 1e300}]}}
+        ),
+        "bad.json: $.queuecraft.producers[0].rate: expected a number from 0 to 1,000,000",
+    ),
+    (
+        json.dumps({**GOOD, "exchanges": [{"name": "orders", "vhost": "/", "type": "bogus"}]}),
+        "bad.json: $.exchanges[0].type: expected direct, fanout, topic, headers or a plugin's type (x-...)",
+    ),
+    (
+        json.dumps(
+            {
+                **GOOD,
+                "exchanges": [{"name": "orders", "vhost": "/", "type": "topic", "internal": True}],
+            }
+        ),
+        "bad.json: $.queuecraft.producers[0].exchange: 'orders' is an internal exchange; RabbitMQ refuses publishes to it (403)",
+    ),
+    (
+        json.dumps(
+            {
+                **GOOD,
+                "queuecraft": {
+                    "format": 1,
+                    "consumers": [{"name": "w", "queue": "payments", "prefech": 50}],
+                },
+            }
+        ),
+        'bad.json: $.queuecraft.consumers[0].prefech: unknown field (did you mean "prefetch"?)',
+    ),
+    (
+        json.dumps({**GOOD, "policies": [{"vhost": "/", "name": "p", "pattern": "^(a+)+$", "definition": {}}]}),
+        "bad.json: $.policies[0].pattern: pattern '^(a+)+$' repeats a repeated group",
+    ),
+    (
+        json.dumps({**GOOD, "queues": [{"name": "payments", "vhost": "/", "arguments": {"x-delivery-limit": 3}}]}),
+        'bad.json: $.queues[0].arguments["x-delivery-limit"]: expected no x-delivery-limit on a classic queue',
+    ),
+    (
+        json.dumps(
+            {
+                **GOOD,
+                "queues": [
+                    {"name": "payments", "vhost": "/", "durable": False, "arguments": {"x-queue-type": "quorum"}}
+                ],
+            }
+        ),
+        "bad.json: $.queues[0].durable: expected true: a quorum queue is durable and not auto-delete",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), MORE_BAD_FILES, ids=[m.split(": ", 2)[1][:40] for _, m in MORE_BAD_FILES])
+def test_hostile_files_get_a_clear_error_not_a_traceback(text: str, message: str) -> None:
+    with pytest.raises(TopologyFileError) as raised:
+        loads(text, "bad.json")
+    assert str(raised.value).startswith(message)
+
+
+def test_vhost_names_with_colons_keep_their_nodes_apart() -> None:
+    text = json.dumps(
+        {
+            "vhosts": [{"name": "a:b"}, {"name": "b"}],
+            "queues": [{"name": "a", "vhost": "b:c"}, {"name": "c:a", "vhost": "b"}],
+            "queuecraft": {
+                "format": 1,
+                "producers": [{"name": "p", "vhost": "a:b", "exchange": "", "routing_key": "q"}],
+            },
+        }
+    )
+    topology = loads(text, "colons.json")
+    ids = topology.node_ids()
+    assert len(ids) == len(set(ids)) == 4
+    for nid in ids:
+        assert nid in topology.layout
+    sim = Simulation(topology)
+    sim.run_for(2)
+    assert sim.report()["producers"][0]["published"] == 2
+
+
+def test_x_match_is_only_checked_on_headers_exchanges() -> None:
+    data = json.loads(json.dumps(GOOD))
+    data["bindings"][0]["arguments"] = {"x-match": "anything"}  # a topic exchange: RabbitMQ ignores it
+    assert loads(json.dumps(data), "ok.json").bindings[0].arguments == {"x-match": "anything"}
