@@ -12,20 +12,15 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
+# A scheduled event is the heap entry itself: [when, sequence, callback, args].
+# Cancelling clears its callback; the entry is skipped when its time comes.
+Timer = list
 
-class Timer:
-    """A scheduled callback; :meth:`cancel` keeps it from running."""
 
-    __slots__ = ("when", "callback", "args", "cancelled")
-
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.when = when
-        self.callback = callback
-        self.args = args
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
+def cancel(timer: Timer | None) -> None:
+    """Keep a scheduled callback from running (None is fine: nothing to cancel)."""
+    if timer is not None:
+        timer[2] = None
 
 
 class VirtualClock:
@@ -33,33 +28,32 @@ class VirtualClock:
 
     def __init__(self, start: float = 0.0) -> None:
         self.now = start
-        self._heap: list[tuple[float, int, Timer]] = []
+        self._heap: list[Timer] = []
         self._seq = 0
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Timer:
         if when < self.now:
             when = self.now
-        timer = Timer(when, callback, args)
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, timer))
+        timer = [when, self._seq, callback, args]
+        heapq.heappush(self._heap, timer)
         return timer
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        when = self.now + delay if delay > 0 else self.now
-        timer = Timer(when, callback, args)
         self._seq += 1
-        heapq.heappush(self._heap, (when, self._seq, timer))
+        timer = [self.now + delay if delay > 0 else self.now, self._seq, callback, args]
+        heapq.heappush(self._heap, timer)
         return timer
 
     def next_time(self) -> float | None:
         """When the next live event is due, or None when nothing is scheduled."""
         heap = self._heap
-        while heap and heap[0][2].cancelled:
+        while heap and heap[0][2] is None:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
     def pending(self) -> int:
-        return sum(1 for _, _, timer in self._heap if not timer.cancelled)
+        return sum(1 for timer in self._heap if timer[2] is not None)
 
     def run_until(self, until: float, max_events: int | None = None) -> int:
         """Run every event due at or before ``until`` and move ``now`` there.
@@ -70,15 +64,16 @@ class VirtualClock:
         """
         heap = self._heap
         pop = heapq.heappop
+        limit = -1 if max_events is None else max_events
         ran = 0
         while heap and heap[0][0] <= until:
-            if max_events is not None and ran >= max_events:
+            if ran == limit:
                 return ran
-            when, _, timer = pop(heap)
-            if timer.cancelled:
+            when, _, callback, args = pop(heap)
+            if callback is None:
                 continue
             self.now = when
-            timer.callback(*timer.args)
+            callback(*args)
             ran += 1
         if until > self.now:
             self.now = until

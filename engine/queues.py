@@ -6,6 +6,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from .clock import cancel
 from .message import Message
 from .model import node_id
 
@@ -224,7 +225,7 @@ class Queue:
 
     def _renew_lease(self) -> None:
         if self._lease_timer is not None:
-            self._lease_timer.cancel()
+            cancel(self._lease_timer)
             self._lease_timer = None
         if self.expires is not None and not self.consumers and not self.deleted:
             self._lease_timer = self.broker.clock.call_later(self.expires, self._lease_expired)
@@ -332,7 +333,7 @@ class Queue:
         if when == self._expiry_at:
             return
         if self._expiry_timer is not None:
-            self._expiry_timer.cancel()
+            cancel(self._expiry_timer)
             self._expiry_timer = None
         self._expiry_at = when
         if when is not None:
@@ -349,7 +350,7 @@ class Queue:
         self.consumers.append(consumer)
         self._line(consumer.priority).append(consumer)
         if self._lease_timer is not None:
-            self._lease_timer.cancel()
+            cancel(self._lease_timer)
             self._lease_timer = None
         self.dispatch()
 
@@ -506,8 +507,7 @@ class Queue:
         count = self.purge()
         self.deleted = True
         for timer in (self._expiry_timer, self._lease_timer):
-            if timer is not None:
-                timer.cancel()
+            cancel(timer)
         self._expiry_timer = self._lease_timer = None
         return count
 

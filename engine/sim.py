@@ -19,7 +19,7 @@ from typing import Any
 
 from .broker import Broker
 from .channel import Channel, ChannelConsumer, Connection
-from .clock import Timer, VirtualClock
+from .clock import Timer, VirtualClock, cancel
 from .errors import AMQPError
 from .message import PERSISTENT, Message
 from .metrics import CounterHistory, FlowLog
@@ -127,12 +127,14 @@ class SimProducer:
         self.stop()
         if self.model.rate > 0:
             self._period = 1.0 / self.model.rate
+            self._call_later = self.sim.clock.call_later
+            self._steady_callback = self._steady_tick  # bound once: the tick runs for every message
             tick = self._steady_tick if self.model.pattern == "steady" else self._tick
             self._timer = self.sim.clock.call_later(self._interval(first=True), tick)
 
     def stop(self) -> None:
         if self._timer is not None:
-            self._timer.cancel()
+            cancel(self._timer)
             self._timer = None
 
     def _interval(self, first: bool = False) -> float:
@@ -145,7 +147,7 @@ class SimProducer:
         return self._period
 
     def _steady_tick(self) -> None:
-        self._timer = self.sim.clock.call_later(self._period, self._steady_tick)
+        self._timer = self._call_later(self._period, self._steady_callback)
         self.publish_one()
 
     def _tick(self) -> None:
