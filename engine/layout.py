@@ -16,11 +16,13 @@ def topology_graph(topology: Topology) -> nx.DiGraph:
     for nid in topology.node_ids():
         graph.add_node(nid, kind=split_node_id(nid)[0])
     for producer in topology.producers:
-        graph.add_edge(producer.id, producer.exchange_id, relation="publishes")
+        if producer.exchange_id is not None:
+            graph.add_edge(producer.id, producer.exchange_id, relation="publishes")
     for binding in topology.bindings:
         graph.add_edge(binding.source_id, binding.destination_id, relation="binding")
     for consumer in topology.consumers:
-        graph.add_edge(consumer.queue_id, consumer.id, relation="consumes")
+        if consumer.queue_id is not None:
+            graph.add_edge(consumer.queue_id, consumer.id, relation="consumes")
     for queue in topology.queues:
         dlx = queue.arguments.get("x-dead-letter-exchange")
         if isinstance(dlx, str):

@@ -62,6 +62,9 @@ class Queue:
     auto_delete: bool = False
     arguments: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Declared by its consumer's connection and gone with it. RabbitMQ's
+    # definitions cannot hold such a queue, so only Queuecraft's section records it.
+    exclusive: bool = False
 
     @property
     def id(self) -> str:
@@ -104,10 +107,13 @@ class Policy:
 
 @dataclass
 class Producer:
-    """A simulated publisher: a rate of messages with keys drawn from a template."""
+    """A simulated publisher: a rate of messages with keys drawn from a template.
+
+    ``exchange`` is None while the producer is not connected to one.
+    """
 
     name: str
-    exchange: str
+    exchange: str | None
     vhost: str = DEFAULT_VHOST
     routing_key: str = ""
     rate: float = 1.0
@@ -123,21 +129,34 @@ class Producer:
         return node_id("producer", self.vhost, self.name)
 
     @property
-    def exchange_id(self) -> str:
-        return node_id("exchange", self.vhost, self.exchange)
+    def exchange_id(self) -> str | None:
+        return None if self.exchange is None else node_id("exchange", self.vhost, self.exchange)
+
+
+FAILURE_ACTIONS = ("requeue", "dead-letter", "crash")
 
 
 @dataclass
 class Consumer:
-    """A simulated consumer: takes messages within its prefetch, works, acks."""
+    """A simulated consumer: takes messages within its prefetch, works, acks.
+
+    A ``failure_rate`` of its messages fail: they are nacked and requeued,
+    rejected (to the queue's dead-letter exchange, if it has one), or the
+    consumer crashes (its channel closes, its unacked messages return to the
+    queue) and comes back ``restart_ms`` later. ``queue`` is None while the
+    consumer is not connected to one.
+    """
 
     name: str
-    queue: str
+    queue: str | None
     vhost: str = DEFAULT_VHOST
     prefetch: int = 1
     work_ms: float = 100.0
     work_spread_ms: float = 0.0
     ack_mode: str = "manual"  # or "auto"
+    failure_rate: float = 0.0
+    on_failure: str = "requeue"  # one of FAILURE_ACTIONS
+    restart_ms: float = 1000.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -145,8 +164,8 @@ class Consumer:
         return node_id("consumer", self.vhost, self.name)
 
     @property
-    def queue_id(self) -> str:
-        return node_id("queue", self.vhost, self.queue)
+    def queue_id(self) -> str | None:
+        return None if self.queue is None else node_id("queue", self.vhost, self.queue)
 
 
 @dataclass
@@ -195,7 +214,8 @@ class Topology:
         declared = {x.id for x in self.exchanges}
         wanted: list[str] = []
         for producer in self.producers:
-            wanted.append(producer.exchange_id)
+            if producer.exchange_id is not None:
+                wanted.append(producer.exchange_id)
         for binding in self.bindings:
             wanted.append(binding.source_id)
             if binding.destination_type == "exchange":

@@ -23,7 +23,7 @@ from .clock import Timer, VirtualClock, cancel
 from .errors import AMQPError
 from .message import PERSISTENT, Message
 from .metrics import CounterHistory, FlowLog
-from .model import Consumer, Producer, Topology, split_node_id
+from .model import Binding, Consumer, Producer, Queue, Topology, split_node_id
 
 # The counters kept for each kind of node, in the order history samples hold them.
 COUNTERS: dict[str, tuple[str, ...]] = {
@@ -101,18 +101,28 @@ class KeyTemplate:
 
 
 class SimProducer:
-    def __init__(self, sim: Simulation, model: Producer, channel: Channel) -> None:
+    """Publishes at its model's rate; idle while it has no exchange or a rate of 0."""
+
+    def __init__(self, sim: Simulation, model: Producer) -> None:
         self.sim = sim
-        self.model = model
         self.node_id = model.id
-        self.channel = channel
         self.rng = random.Random(_stable_seed(sim.seed, model.id))
-        self.template = KeyTemplate(model.routing_key)
         self.published = 0
         self.returned = 0
         self.failed = 0
         self.last_error = ""
+        self.running = False
         self._timer: Timer | None = None
+        self._publish = sim.broker.publish
+        self._call_later = sim.clock.call_later
+        self._steady_callback = self._steady_tick  # bound once: the tick runs for every message
+        self.configure(model)
+
+    def configure(self, model: Producer) -> None:
+        """Take a new model (an edit while running): the next message follows it."""
+        self.model = model
+        self._vhost = model.vhost
+        self.template = KeyTemplate(model.routing_key)
         self._body = b"x" * model.body_size
         props: dict[str, Any] = {}
         if model.headers:
@@ -120,22 +130,22 @@ class SimProducer:
         if model.persistent:
             props["delivery_mode"] = PERSISTENT
         self._properties = props or None
-        self._publish = sim.broker.publish
-        self._vhost = model.vhost
+        if self.running:
+            self.start()
 
     def start(self) -> None:
         self.stop()
-        if self.model.rate > 0:
-            self._period = 1.0 / self.model.rate
-            self._call_later = self.sim.clock.call_later
-            self._steady_callback = self._steady_tick  # bound once: the tick runs for every message
-            tick = self._steady_tick if self.model.pattern == "steady" else self._tick
+        self.running = True
+        model = self.model
+        if model.rate > 0 and model.exchange is not None:
+            self._period = 1.0 / model.rate
+            tick = self._steady_tick if model.pattern == "steady" else self._tick
             self._timer = self.sim.clock.call_later(self._interval(first=True), tick)
 
     def stop(self) -> None:
-        if self._timer is not None:
-            cancel(self._timer)
-            self._timer = None
+        self.running = False
+        cancel(self._timer)
+        self._timer = None
 
     def _interval(self, first: bool = False) -> float:
         rate = self.model.rate
@@ -156,6 +166,8 @@ class SimProducer:
 
     def publish_one(self) -> None:
         model = self.model
+        if model.exchange is None:
+            return
         try:
             # Straight to the broker: a simulated producer has no use for the
             # channel's confirm bookkeeping, and this is the hottest path there is.
@@ -178,37 +190,114 @@ class SimProducer:
 
 
 class SimConsumer:
-    """Takes deliveries within its prefetch and works through them one at a time."""
+    """Takes deliveries within its prefetch and works through them one at a time.
 
-    def __init__(self, sim: Simulation, model: Consumer, channel: Channel) -> None:
+    A share of its messages may fail (``failure_rate``): nacked and requeued,
+    rejected to the dead-letter exchange, or a crash, after which the consumer
+    comes back ``restart_ms`` later on a new channel.
+    """
+
+    def __init__(self, sim: Simulation, model: Consumer) -> None:
         self.sim = sim
-        self.model = model
         self.node_id = model.id
-        self.channel = channel
         self.rng = random.Random(_stable_seed(sim.seed, model.id))
         self.buffer: deque[tuple[int, Message]] = deque()
         self.busy = False
         self.delivered = 0
         self.acked = 0  # as the broker counts: with auto-ack, on delivery
-        self.processed = 0  # messages whose work is done
+        self.processed = 0  # messages whose work is done (failed ones included)
+        self.failed = 0
+        self.crashes = 0
+        self.last_error = ""
+        self.channel: Channel | None = None
         self.consumer_tag: str | None = None
-        self._instant = model.work_ms == 0 and model.work_spread_ms == 0
+        self.running = False
+        self._generation = 0  # bumped when the channel goes; stale work timers see it and stop
+        self._restart: Timer | None = None
+        self.configure(model)
+
+    def configure(self, model: Consumer) -> None:
+        """Take a new model; a new queue, prefetch or ack mode means a new subscription."""
+        old = getattr(self, "model", None)
+        self.model = model
+        self._instant = model.work_ms == 0 and model.work_spread_ms == 0 and not model.failure_rate
         self._acks = model.ack_mode == "manual"
+        resubscribe = old is None or (old.queue, old.prefetch, old.ack_mode, old.vhost) != (
+            model.queue,
+            model.prefetch,
+            model.ack_mode,
+            model.vhost,
+        )
+        if self.running and resubscribe:
+            self._unsubscribe()
+            self._subscribe()
 
     def start(self) -> None:
+        if self.running:
+            return
+        self.running = True
+        self._subscribe()
+
+    def stop(self) -> None:
+        """Close the channel: unacked messages go back to the queue, marked redelivered."""
+        self.running = False
+        cancel(self._restart)
+        self._restart = None
+        self._unsubscribe()
+
+    def _subscribe(self) -> None:
         model = self.model
-        self.channel.basic_qos(model.prefetch)
-        self.consumer_tag = self.channel.basic_consume(
-            model.queue,
-            self._on_deliver,
-            consumer_tag=f"qc-{model.name}",
-            no_ack=model.ack_mode == "auto",
-            node_id=self.node_id,
-        )
+        if model.queue is None:
+            return
+        channel = self.sim.open_channel(model.vhost)
+        try:
+            channel.basic_qos(model.prefetch)
+            self.consumer_tag = channel.basic_consume(
+                model.queue,
+                self._on_deliver,
+                consumer_tag=f"qc-{model.name}",
+                no_ack=model.ack_mode == "auto",
+                node_id=self.node_id,
+            )
+        except AMQPError as exc:  # the queue went away, or is exclusive to another connection
+            self.last_error = str(exc)
+            channel.close()
+            return
+        self.channel = channel
+        channel.on_cancel = self._on_cancel
+
+    def _unsubscribe(self) -> None:
+        self._generation += 1
+        self.buffer.clear()
+        self.busy = False
+        channel, self.channel = self.channel, None
+        if channel is not None and not channel.closed:
+            channel.close()
+
+    def resubscribe(self) -> None:
+        self._unsubscribe()
+        self._subscribe()
+
+    def _on_cancel(self, consumer_tag: str) -> None:
+        """The broker cancelled the subscription (its queue was deleted)."""
+        self._unsubscribe()
+
+    def crash(self) -> None:
+        """Die now: the broker takes back every unacked message; come back after ``restart_ms``."""
+        self.crashes += 1
+        self._unsubscribe()
+        if self.running:
+            cancel(self._restart)
+            self._restart = self.sim.clock.call_later(self.model.restart_ms / 1000.0, self._come_back)
+
+    def _come_back(self) -> None:
+        self._restart = None
+        if self.running and self.channel is None:
+            self._subscribe()
 
     @property
     def unacked(self) -> int:
-        return len(self.channel.unacked)
+        return len(self.channel.unacked) if self.channel is not None else 0
 
     def _on_deliver(self, consumer: ChannelConsumer, delivery_tag: int, message: Message) -> None:
         self.delivered += 1
@@ -236,24 +325,38 @@ class SimConsumer:
             # No work to do: settle each message as it arrives, as a consumer that
             # acks in its callback does.
             self.busy = True
-            while self.buffer and not self.channel.closed:
+            while self.buffer and self.channel is not None:
                 delivery_tag, _ = self.buffer.popleft()
                 self._settle(delivery_tag)
             self.busy = False
             return
         self.busy = True
         delivery_tag, _ = self.buffer.popleft()
-        self.sim.clock.call_later(self._work_time(), self._finish, delivery_tag)
+        self.sim.clock.call_later(self._work_time(), self._finish, delivery_tag, self._generation)
 
     def _settle(self, delivery_tag: int) -> None:
-        if self._acks:
-            self.channel.basic_ack(delivery_tag)
-            self.acked += 1
+        model = self.model
         self.processed += 1
-
-    def _finish(self, delivery_tag: int) -> None:
-        if self.channel.closed:
+        channel = self.channel
+        if channel is None:
             return
+        if model.failure_rate and self.rng.random() < model.failure_rate:
+            self.failed += 1
+            if model.on_failure == "crash":
+                self.crash()
+            elif self._acks:
+                if model.on_failure == "requeue":
+                    channel.basic_nack(delivery_tag, requeue=True)
+                else:
+                    channel.basic_reject(delivery_tag, requeue=False)
+            return
+        if self._acks:
+            channel.basic_ack(delivery_tag)
+            self.acked += 1
+
+    def _finish(self, delivery_tag: int, generation: int) -> None:
+        if generation != self._generation or self.channel is None:
+            return  # the channel this message came on is gone; the broker has it back
         self._settle(delivery_tag)
         self._work_next()
 
@@ -309,19 +412,151 @@ class Simulation:
             _, vhost, name = split_node_id(nid)
             broker.add_exchange(vhost, name, UNKNOWN_TYPE, internal=True)
         for q in topology.queues:
-            broker.add_queue(q.vhost, q.name, q.durable, q.auto_delete, q.arguments)
+            self._add_queue(q)
         for b in topology.bindings:
             broker.bind(b.vhost, b.source, b.destination, b.destination_type, b.routing_key, b.arguments)
         for producer in topology.producers:
-            self.producers[producer.id] = SimProducer(self, producer, self._open_channel(producer.vhost))
+            self.producers[producer.id] = SimProducer(self, producer)
         for consumer in topology.consumers:
-            self.consumers[consumer.id] = SimConsumer(self, consumer, self._open_channel(consumer.vhost))
+            self.consumers[consumer.id] = SimConsumer(self, consumer)
 
-    def _open_channel(self, vhost: str) -> Channel:
+    def _connection(self, vhost: str) -> Connection:
         connection = self._connections.get(vhost)
         if connection is None:
             connection = self._connections[vhost] = self.broker.connect(f"queuecraft-simulation {vhost}", vhost)
-        return connection.channel()
+        return connection
+
+    def open_channel(self, vhost: str) -> Channel:
+        return self._connection(vhost).channel()
+
+    def _add_queue(self, q: Queue) -> None:
+        # An exclusive queue belongs to the simulation's connection in its vhost,
+        # which its simulated consumers share.
+        owner = self._connection(q.vhost) if q.exclusive else None
+        self.broker.add_queue(q.vhost, q.name, q.durable, q.auto_delete, q.arguments, owner)
+
+    # -- live edits ------------------------------------------------------------------------
+
+    def sync(self, topology: Topology) -> None:
+        """Make the running broker and clients match an edited topology, at once.
+
+        What did not change keeps its messages, counters and timers: a consumer
+        added while running starts taking messages, a deleted binding stops
+        routing, a new rate changes the traffic from the next message on.
+        """
+        old, self.topology = self.topology, topology
+        broker = self.broker
+        for vhost in sorted({v.name for v in topology.vhosts} | {e.vhost for e in _entities(topology)}):
+            broker.add_vhost(vhost)
+
+        old_policies = {(p.vhost, p.name): p for p in old.policies}
+        new_policies = {(p.vhost, p.name): p for p in topology.policies}
+        for vhost, name in old_policies.keys() - new_policies.keys():
+            broker.clear_policy(vhost, name)
+        for policy_key, p in new_policies.items():
+            if old_policies.get(policy_key) != p:
+                broker.set_policy(p.vhost, p.name, p.pattern, p.definition, p.priority, p.apply_to)
+
+        rebind: set[tuple[str, str]] = set()  # (vhost, name) of recreated exchanges and queues
+        old_exchanges = {x.id: x for x in old.exchanges}
+        new_exchanges = {x.id: x for x in topology.exchanges}
+        for nid in old_exchanges.keys() - new_exchanges.keys():
+            x = old_exchanges[nid]
+            if x.vhost in broker.vhosts and x.name in broker.vhosts[x.vhost].exchanges:
+                broker.exchange_delete(x.vhost, x.name)
+        for nid, x in new_exchanges.items():
+            before = old_exchanges.get(nid)
+            host = broker.get_vhost(x.vhost)
+            current = host.exchanges.get(x.name)
+            shape = (x.type, x.durable, x.auto_delete, x.internal)
+            if (
+                current is not None
+                and before is not None
+                and shape != (before.type, before.durable, before.auto_delete, before.internal)
+            ):
+                broker.exchange_delete(x.vhost, x.name)
+                current = None
+            if current is None:
+                broker.add_exchange(x.vhost, x.name, x.type, x.durable, x.auto_delete, x.internal, x.arguments)
+                rebind.add((x.vhost, x.name))
+            elif before is not None and before.arguments != x.arguments:
+                current.arguments = dict(x.arguments)
+                current.apply_settings()
+        for nid in topology.undeclared_exchange_ids():
+            _, vhost, name = split_node_id(nid)
+            if name not in broker.get_vhost(vhost).exchanges:
+                broker.add_exchange(vhost, name, UNKNOWN_TYPE, internal=True)
+
+        old_queues = {q.id: q for q in old.queues}
+        new_queues = {q.id: q for q in topology.queues}
+        for nid in old_queues.keys() - new_queues.keys():
+            q = old_queues[nid]
+            broker.queue_delete(q.vhost, q.name)
+        for nid, q in new_queues.items():
+            old_queue = old_queues.get(nid)
+            live = broker.get_vhost(q.vhost).queues.get(q.name)
+            if live is not None and old_queue is not None and _needs_new_queue(old_queue, q):
+                broker.queue_delete(q.vhost, q.name)
+                live = None
+            if live is None:
+                self._add_queue(q)
+                rebind.add((q.vhost, q.name))
+            elif old_queue is not None and (old_queue.arguments, old_queue.durable, old_queue.auto_delete) != (
+                q.arguments,
+                q.durable,
+                q.auto_delete,
+            ):
+                live.durable, live.auto_delete = q.durable, q.auto_delete
+                live.arguments = dict(q.arguments)
+                live.policy_changed()
+
+        def key(b: Binding) -> tuple[str, str, str, str, str, str]:
+            return (
+                b.vhost,
+                b.source,
+                b.destination_type,
+                b.destination,
+                b.routing_key,
+                repr(sorted(b.arguments.items())),
+            )
+
+        old_bindings = {key(b): b for b in old.bindings}
+        new_bindings = {key(b): b for b in topology.bindings}
+        for k in old_bindings.keys() - new_bindings.keys():
+            b = old_bindings[k]
+            broker.unbind(b.vhost, b.source, b.destination, b.destination_type, b.routing_key, b.arguments)
+        for k, b in new_bindings.items():
+            if k not in old_bindings or (b.vhost, b.source) in rebind or (b.vhost, b.destination) in rebind:
+                broker.bind(b.vhost, b.source, b.destination, b.destination_type, b.routing_key, b.arguments)
+
+        old_producers = {p.id: p for p in old.producers}
+        for nid in list(self.producers):
+            if nid not in {p.id for p in topology.producers}:
+                self.producers.pop(nid).stop()
+        for producer in topology.producers:
+            sim_producer = self.producers.get(producer.id)
+            if sim_producer is None:
+                sim_producer = self.producers[producer.id] = SimProducer(self, producer)
+                if self.started:
+                    sim_producer.start()
+            elif old_producers.get(producer.id) != producer:
+                sim_producer.configure(producer)
+
+        old_consumers = {c.id: c for c in old.consumers}
+        recreated = {(vhost, name) for vhost, name in rebind}
+        for nid in list(self.consumers):
+            if nid not in {c.id for c in topology.consumers}:
+                self.consumers.pop(nid).stop()
+        for consumer in topology.consumers:
+            sim_consumer = self.consumers.get(consumer.id)
+            if sim_consumer is None:
+                sim_consumer = self.consumers[consumer.id] = SimConsumer(self, consumer)
+                if self.started:
+                    sim_consumer.start()
+            elif old_consumers.get(consumer.id) != consumer:
+                sim_consumer.configure(consumer)
+            if sim_consumer.running and sim_consumer.channel is None and (consumer.vhost, consumer.queue) in recreated:
+                sim_consumer.resubscribe()  # its queue was made anew
 
     # -- running ------------------------------------------------------------------------
 
@@ -446,6 +681,8 @@ class Simulation:
                 "acked": c.acked,
                 "unacked": c.unacked,
                 "processed": c.processed,
+                "failed": c.failed,
+                "crashes": c.crashes,
                 "buffered": len(c.buffer),
                 "rate": _rate(c.processed, now),
             }
@@ -505,6 +742,27 @@ class Simulation:
         if consumer_unacked > queue_unacked:
             problems.append(f"consumers hold {consumer_unacked} unacked but queues count {queue_unacked}")
         return problems
+
+
+def _entities(topology: Topology) -> list[Any]:
+    return [
+        *topology.exchanges,
+        *topology.queues,
+        *topology.bindings,
+        *topology.policies,
+        *topology.producers,
+        *topology.consumers,
+    ]
+
+
+def _needs_new_queue(before: Queue, after: Queue) -> bool:
+    """Some changes RabbitMQ could only make by deleting and redeclaring the queue."""
+    return (
+        before.queue_type != after.queue_type
+        or before.arguments.get("x-max-priority") != after.arguments.get("x-max-priority")
+        or before.exclusive != after.exclusive
+        or before.arguments.get("x-single-active-consumer") != after.arguments.get("x-single-active-consumer")
+    )
 
 
 def _rate(count: int, seconds: float) -> float:

@@ -26,6 +26,7 @@ from .model import (
     DEFAULT_VHOST,
     Binding,
     Consumer,
+    FAILURE_ACTIONS,
     Exchange,
     Policy,
     Producer,
@@ -483,7 +484,7 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
     return topology
 
 
-_QC_KEYS = ("format", "title", "description", "producers", "consumers", "layout")
+_QC_KEYS = ("format", "title", "description", "producers", "consumers", "exclusive_queues", "layout")
 _PRODUCER_KEYS = (
     "name",
     "vhost",
@@ -496,7 +497,18 @@ _PRODUCER_KEYS = (
     "persistent",
     "mandatory",
 )
-_CONSUMER_KEYS = ("name", "vhost", "queue", "prefetch", "work_ms", "work_spread_ms", "ack_mode")
+_CONSUMER_KEYS = (
+    "name",
+    "vhost",
+    "queue",
+    "prefetch",
+    "work_ms",
+    "work_spread_ms",
+    "ack_mode",
+    "failure_rate",
+    "on_failure",
+    "restart_ms",
+)
 
 
 def _read_queuecraft(
@@ -526,7 +538,9 @@ def _read_queuecraft(
         producer = Producer(
             name=reader.string(entity, at, "name"),
             vhost=reader.string(entity, at, "vhost", default_vhost),
-            exchange=reader.string(entity, at, "exchange"),
+            exchange=reader.get(
+                entity, at, "exchange", lambda v: v is None or isinstance(v, str), "an exchange name or null", None
+            ),
             routing_key=reader.string(entity, at, "routing_key", ""),
             rate=reader.number(entity, at, "rate", 0.0, MAX_RATE, 1.0),
             pattern=reader.choice(entity, at, "pattern", ("steady", "poisson"), "steady"),
@@ -534,16 +548,15 @@ def _read_queuecraft(
             body_size=reader.integer(entity, at, "body_size", 0, 128 * 1024 * 1024, 100),
             persistent=reader.boolean(entity, at, "persistent", False),
             mandatory=reader.boolean(entity, at, "mandatory", False),
-            extra=_extra(entity, _PRODUCER_KEYS),
         )
         _refuse_unknown_keys(reader, entity, at, _PRODUCER_KEYS)
-        declared = topology.exchange(producer.vhost, producer.exchange)
+        declared = topology.exchange(producer.vhost, producer.exchange) if producer.exchange is not None else None
         if (declared is not None and declared.internal) or producer.exchange == "amq.rabbitmq.trace":
             raise reader.fail(
                 _at(at, "exchange"),
                 f"'{producer.exchange}' is an internal exchange; RabbitMQ refuses publishes to it (403)",
             )
-        if not exchange_known(producer.vhost, producer.exchange):
+        if producer.exchange is not None and not exchange_known(producer.vhost, producer.exchange):
             raise reader.fail(
                 _at(at, "exchange"),
                 f"no exchange named '{producer.exchange}' in vhost '{producer.vhost}' is declared in $.exchanges",
@@ -565,15 +578,19 @@ def _read_queuecraft(
         consumer = Consumer(
             name=reader.string(entity, at, "name"),
             vhost=reader.string(entity, at, "vhost", default_vhost),
-            queue=reader.string(entity, at, "queue"),
+            queue=reader.get(
+                entity, at, "queue", lambda v: v is None or isinstance(v, str), "a queue name or null", None
+            ),
             prefetch=reader.integer(entity, at, "prefetch", 0, 65535, 1),
             work_ms=reader.number(entity, at, "work_ms", 0.0, MAX_WORK_MS, 100.0),
             work_spread_ms=reader.number(entity, at, "work_spread_ms", 0.0, MAX_WORK_MS, 0.0),
             ack_mode=reader.choice(entity, at, "ack_mode", ("manual", "auto"), "manual"),
-            extra=_extra(entity, _CONSUMER_KEYS),
+            failure_rate=reader.number(entity, at, "failure_rate", 0.0, 1.0, 0.0),
+            on_failure=reader.choice(entity, at, "on_failure", FAILURE_ACTIONS, "requeue"),
+            restart_ms=reader.number(entity, at, "restart_ms", 0.0, MAX_WORK_MS, 1000.0),
         )
         _refuse_unknown_keys(reader, entity, at, _CONSUMER_KEYS)
-        if (consumer.vhost, consumer.queue) not in queues:
+        if consumer.queue is not None and (consumer.vhost, consumer.queue) not in queues:
             raise reader.fail(
                 _at(at, "queue"),
                 f"no queue named '{consumer.queue}' in vhost '{consumer.vhost}' is declared in $.queues",
@@ -585,6 +602,13 @@ def _read_queuecraft(
             )
         seen[consumer.id] = at
         topology.consumers.append(consumer)
+
+    for i, item in enumerate(reader.array(section.get("exclusive_queues", []), _at(where, "exclusive_queues"))):
+        at = f"{where}.exclusive_queues[{i}]"
+        queue = next((q for q in topology.queues if q.id == item), None) if isinstance(item, str) else None
+        if queue is None:
+            raise reader.fail(at, f"expected the id of a queue in $.queues (queue:vhost:name), got {_describe(item)}")
+        queue.exclusive = True
 
     layout = reader.object(section.get("layout", {}), _at(where, "layout"))
     for key, position in layout.items():
@@ -735,26 +759,31 @@ def _queuecraft_section(topology: Topology) -> dict[str, Any]:
             "body_size": p.body_size,
             "persistent": p.persistent,
             "mandatory": p.mandatory,
-            **p.extra,
         }
         for p in topology.producers
     ]
-    section["consumers"] = [
-        {
-            "name": c.name,
-            "vhost": c.vhost,
-            "queue": c.queue,
-            "prefetch": c.prefetch,
-            "work_ms": c.work_ms,
-            "work_spread_ms": c.work_spread_ms,
-            "ack_mode": c.ack_mode,
-            **c.extra,
-        }
-        for c in topology.consumers
-    ]
+    section["consumers"] = [_consumer_entry(c) for c in topology.consumers]
+    exclusive = [q.id for q in topology.queues if q.exclusive]
+    if exclusive:
+        section["exclusive_queues"] = exclusive
     section["layout"] = {nid: [round(x, 1), round(y, 1)] for nid, (x, y) in sorted(topology.layout.items())}
     section.update(topology.queuecraft_extra)
     return section
+
+
+def _consumer_entry(c: Consumer) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": c.name,
+        "vhost": c.vhost,
+        "queue": c.queue,
+        "prefetch": c.prefetch,
+        "work_ms": c.work_ms,
+        "work_spread_ms": c.work_spread_ms,
+        "ack_mode": c.ack_mode,
+    }
+    if c.failure_rate or c.on_failure != "requeue" or c.restart_ms != 1000.0:
+        entry.update(failure_rate=c.failure_rate, on_failure=c.on_failure, restart_ms=c.restart_ms)
+    return entry
 
 
 def dumps(topology: Topology) -> str:
