@@ -24,9 +24,9 @@ from .errors import AMQPError
 from .model import (
     BUILTIN_EXCHANGES,
     DEFAULT_VHOST,
+    FAILURE_ACTIONS,
     Binding,
     Consumer,
-    FAILURE_ACTIONS,
     Exchange,
     Policy,
     Producer,
