@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_VHOST = "/"
+RABBIT_VERSION = "3.10.8"  # the RabbitMQ whose behaviour the engine follows
 
 
 def node_id(kind: str, vhost: str, name: str) -> str:
@@ -181,8 +182,9 @@ class Topology:
     title: str = ""
     description: str = ""
     # Keys of the file Queuecraft does not use (users, permissions, parameters, ...),
-    # and of its own section, in the order they came.
-    extra: dict[str, Any] = field(default_factory=dict)
+    # and of its own section, in the order they came. A new topology says which
+    # RabbitMQ its definitions follow, as an export would.
+    extra: dict[str, Any] = field(default_factory=lambda: {"rabbit_version": RABBIT_VERSION})
     queuecraft_extra: dict[str, Any] = field(default_factory=dict)
     # "cluster": entities carry a vhost field; "vhost": a one-vhost export without them.
     shape: str = "cluster"

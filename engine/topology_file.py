@@ -38,7 +38,6 @@ from .model import (
 from .routing import EXCHANGE_TYPES
 
 FORMAT_VERSION = 1
-RABBIT_VERSION = "3.10.8"
 MAX_RATE = 1_000_000.0  # messages a second from one simulated producer
 MAX_WORK_MS = 86_400_000.0  # a day
 MAX_COORDINATE = 10_000_000.0
@@ -732,8 +731,6 @@ def to_definitions(topology: Topology) -> dict[str, Any]:
     sections["queuecraft"] = _queuecraft_section(topology)
 
     values = dict(topology.extra)
-    if not topology.key_order:
-        values.setdefault("rabbit_version", RABBIT_VERSION)
     values.update(sections)
     order = topology.key_order or ["rabbit_version", *_TOP_KEYS]
     result = {key: values.pop(key) for key in order if key in values}

@@ -1,0 +1,190 @@
+"""Editing operations on the model: what a person does on the canvas, refused with a reason when it makes no sense."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from engine.analysis import find_problems
+from engine.edits import (
+    EditRefused,
+    add_node,
+    connect,
+    copy_fragment,
+    edge_ids,
+    field_problem,
+    layout_all,
+    paste_fragment,
+    relations_between,
+    remove_edges,
+    remove_nodes,
+    rename_node,
+    update_binding,
+    update_node,
+)
+from engine.model import Topology
+from engine.sim import Simulation
+from engine.topology_file import dumps, loads
+
+
+def built() -> tuple[Topology, dict[str, str]]:
+    t = Topology()
+    ids = {
+        "shop": add_node(t, "producer", "web-shop"),
+        "orders": add_node(t, "exchange", "orders", exchange_type="topic"),
+        "payments": add_node(t, "queue", "payments"),
+        "worker": add_node(t, "consumer", "payment-worker"),
+    }
+    connect(t, ids["shop"], ids["orders"])
+    connect(t, ids["orders"], ids["payments"])
+    connect(t, ids["payments"], ids["worker"])
+    return t, ids
+
+
+def test_a_topology_built_by_edits_runs_and_saves() -> None:
+    t, ids = built()
+    update_node(t, ids["shop"], routing_key="order.{created|paid}", rate=5.0)
+    edge = next(e for e in edge_ids(t) if e.startswith("binding:"))
+    update_binding(t, edge, "order.created")
+    sim = Simulation(t)
+    sim.run_for(10)
+    report = sim.report()
+    assert report["consumers"][0]["acked"] == report["queues"][0]["enqueued"] > 10
+    assert loads(dumps(t)) == t
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "reason"),
+    [
+        ("worker", "orders", "a consumer only receives"),
+        ("orders", "shop", "nothing connects into a producer"),
+        ("orders", "worker", "consumers read from queues"),
+        ("payments", "payments", "cannot connect to itself"),
+        ("shop", "worker", "a producer publishes to an exchange"),
+    ],
+)
+def test_connections_that_make_no_sense_are_refused_and_change_nothing(source: str, target: str, reason: str) -> None:
+    t, ids = built()
+    before = copy.deepcopy(t)
+    with pytest.raises(EditRefused, match=reason):
+        connect(t, ids[source], ids[target])
+    assert t == before
+
+
+def test_the_same_binding_twice_is_refused() -> None:
+    t, ids = built()
+    with pytest.raises(EditRefused, match="already"):
+        connect(t, ids["orders"], ids["payments"])
+
+
+def test_exchange_to_exchange_offers_binding_or_alternate() -> None:
+    t, ids = built()
+    spare = add_node(t, "exchange", "spare", exchange_type="fanout")
+    assert relations_between(t, ids["orders"], spare) == ["binding", "alternate"]
+    connect(t, ids["orders"], spare, "alternate")
+    assert t.exchange("/", "orders").arguments == {"alternate-exchange": "spare"}
+    dead = add_node(t, "exchange", "dlx", exchange_type="fanout")
+    connect(t, ids["payments"], dead)
+    assert t.queue("/", "payments").arguments["x-dead-letter-exchange"] == "dlx"
+
+
+def test_a_producer_dropped_on_a_queue_publishes_to_it_by_name() -> None:
+    t, ids = built()
+    direct = add_node(t, "producer", "direct")
+    connect(t, direct, ids["payments"])
+    producer = next(p for p in t.producers if p.name == "direct")
+    assert (producer.exchange, producer.routing_key) == ("", "payments")
+
+
+def test_removing_a_node_removes_what_depends_on_it() -> None:
+    t, ids = built()
+    remove_nodes(t, [ids["orders"]])
+    assert t.bindings == []
+    assert t.producers[0].exchange is None
+    assert ids["orders"] not in t.layout
+    remove_nodes(t, [ids["payments"]])
+    assert t.consumers[0].queue is None
+
+
+def test_removing_edges() -> None:
+    t, ids = built()
+    remove_edges(t, edge_ids(t))
+    assert t.bindings == [] and t.producers[0].exchange is None and t.consumers[0].queue is None
+
+
+def test_renaming_updates_every_reference() -> None:
+    t, ids = built()
+    dlx = add_node(t, "exchange", "dlx", exchange_type="fanout")
+    connect(t, ids["payments"], dlx)
+    new = rename_node(t, ids["orders"], "order-events")
+    assert new == "exchange:/:order-events"
+    assert t.producers[0].exchange == "order-events"
+    assert t.bindings[0].source == "order-events"
+    assert new in t.layout and ids["orders"] not in t.layout
+    rename_node(t, ids["payments"], "billing")
+    assert t.consumers[0].queue == "billing" and t.bindings[0].destination == "billing"
+    rename_node(t, dlx, "dead")
+    assert t.queue("/", "billing").arguments["x-dead-letter-exchange"] == "dead"
+    with pytest.raises(EditRefused, match="already a queue"):
+        add_node(t, "queue", "billing")
+    with pytest.raises(EditRefused, match="reserved"):
+        rename_node(t, new, "amq.mine")
+
+
+def test_fields_are_checked_as_typed() -> None:
+    t, ids = built()
+    assert field_problem(t, ids["shop"], "rate", -1) == "from 0 to 1,000,000"
+    assert field_problem(t, ids["shop"], "routing_key", "order.{a|b") == "'{' is not closed"
+    assert field_problem(t, ids["payments"], "max_length", "ten") is not None
+    assert field_problem(t, ids["payments"], "dead_letter_routing_key", "k") is not None  # needs a dead-letter exchange
+    assert field_problem(t, ids["worker"], "failure_rate", 1.5) == "from 0 to 1"
+    assert field_problem(t, ids["payments"], "max_length", 100) is None
+    with pytest.raises(EditRefused):
+        update_node(t, ids["payments"], queue_type="quorum", durable=False)
+    assert t.queue("/", "payments").arguments == {}
+
+
+def test_copy_and_paste_gives_fresh_names_and_keeps_relations() -> None:
+    t, ids = built()
+    text = copy_fragment(t, [ids["orders"], ids["payments"], ids["worker"]])
+    added = paste_fragment(t, text)
+    assert len(added) == 3
+    assert {x.name for x in t.exchanges} == {"orders", "orders-1"}
+    copy_binding = next(b for b in t.bindings if b.source == "orders-1")
+    assert copy_binding.destination == "payments-1"
+    assert next(c for c in t.consumers if c.name == "payment-worker-1").queue == "payments-1"
+    with pytest.raises(EditRefused):
+        paste_fragment(t, "not json")
+
+
+def test_auto_layout_places_every_node() -> None:
+    t, _ = built()
+    t.layout.clear()
+    layout_all(t)
+    assert set(t.layout) == set(t.node_ids())
+    xs = [
+        t.layout[n][0]
+        for n in ("producer:/:web-shop", "exchange:/:orders", "queue:/:payments", "consumer:/:payment-worker")
+    ]
+    assert xs == sorted(xs)
+
+
+def test_problems_name_their_node() -> None:
+    t, ids = built()
+    update_node(t, ids["shop"], routing_key="order.created")
+    edge = next(e for e in edge_ids(t) if e.startswith("binding:"))
+    update_binding(t, edge, "invoice.*")
+    lonely = add_node(t, "queue", "lonely")
+    idle = add_node(t, "consumer", "idle")
+    dlx = add_node(t, "exchange", "dlx", exchange_type="fanout")
+    connect(t, ids["payments"], dlx)
+    connect(t, dlx, ids["payments"])
+    found = {(p.node_id, p.code) for p in find_problems(t)}
+    assert (lonely, "queue-unreached") in found
+    assert (idle, "consumer-unconnected") in found
+    assert (ids["payments"], "binding-never-matches") in found
+    assert (ids["orders"], "unroutable-keys") in found
+    assert any(code == "dead-letter-cycle" for _, code in found)
+    producerless = add_node(t, "producer", "p2")
+    assert (producerless, "producer-unconnected") in {(p.node_id, p.code) for p in find_problems(t)}
