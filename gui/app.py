@@ -22,10 +22,12 @@ def run_app(args: argparse.Namespace) -> int:
     app.setOrganizationName("Queuecraft")
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = MainWindow()
-    path = Path(args.file) if args.file else DEFAULT_EXAMPLE
-    if not window.open_path_quietly(path, remember=not args.screenshot):
-        return 2
+    window = MainWindow(remember_recent_files=not args.screenshot)
+    recovered = not args.screenshot and window.files.offer_recovery()
+    if not recovered:
+        path = Path(args.file) if args.file else DEFAULT_EXAMPLE
+        if not window.open_path_quietly(path, remember=not args.screenshot):
+            return 2
     window.set_speed(args.speed)
     window.controller.seed = args.seed
     window.show()

@@ -6,6 +6,7 @@ import math
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.errors import AMQPError
 from engine.model import Topology
 from engine.sim import PacedRunner, Simulation
 
@@ -46,6 +47,25 @@ class SimulationController(QObject):
         self.runner = PacedRunner(self.sim, speed=self.speed)
         self.simulation_replaced.emit()
         self.state_changed.emit()
+
+    def sync(self, topology: Topology) -> str | None:
+        """The document was edited: the running simulation follows at once.
+
+        Should the engine refuse to follow an edit, the simulation starts afresh
+        from the edited topology instead; the reason is returned.
+        """
+        self._topology = topology
+        if self.sim is None:
+            return None
+        try:
+            self.sim.sync(topology)
+        except AMQPError as exc:
+            was_running = self.running
+            self.load(topology)
+            if was_running:
+                self.run()
+            return f"the simulation restarted: {exc}"
+        return None
 
     def run(self) -> None:
         if self.runner is not None and not self.running:

@@ -13,8 +13,10 @@ from engine.metrics import CounterHistory, FlowLog
 from engine.model import split_node_id
 from engine.sim import Simulation
 
-from .canvas import C, Q, TopologyScene, X
-from .items import ConsumerItem, QueueItem, Token
+from .details import C, Q, X
+from .edges import Token
+from .items import ConsumerItem, QueueItem
+from .scene import TopologyScene
 from .style import KeyColors
 
 

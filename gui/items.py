@@ -1,4 +1,4 @@
-"""Canvas items: one shape per kind of node, edges with their keys, and tokens.
+"""Canvas items for nodes: one shape per kind.
 
 Items are views: they draw what they are told (a title, a live status line, a
 rate) and hold no truth about the topology.
@@ -6,25 +6,17 @@ rate) and hold no truth about the topology.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import (
-    QBrush,
-    QColor,
-    QFont,
-    QFontMetricsF,
-    QPainter,
-    QPainterPath,
-    QPainterPathStroker,
-    QPen,
-    QPolygonF,
-)
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtSvg import QSvgRenderer
-from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsSceneHoverEvent, QStyleOptionGraphicsItem, QWidget
 
-from .style import EDGE_STYLES, KIND_COLORS, MUTED_TEXT, NODE_HEIGHT, NODE_WIDTH, TEXT, icon_path
+from .style import KIND_COLORS, MUTED_TEXT, NODE_HEIGHT, NODE_WIDTH, TEXT, icon_path
+
+if TYPE_CHECKING:
+    from .edges import EdgeItem
 
 _renderers: dict[str, QSvgRenderer] = {}
 
@@ -49,9 +41,15 @@ LABEL_FONT = _font(7.5)
 
 
 class NodeItem(QGraphicsItem):
-    """A node on the canvas: outline, icon, title, a detail line and a live status line."""
+    """A node on the canvas: outline, icon, title, a detail line and a live status line.
+
+    It can be selected and dragged; its output port (the dot on its right edge,
+    shown on hover) starts a connection. It reports moves to its scene, which
+    keeps its edges attached; it never changes the model itself.
+    """
 
     kind = "node"
+    PORT_RADIUS = 7.0
 
     def __init__(self, node_id: str, title: str, detail: str = "") -> None:
         super().__init__()
@@ -61,7 +59,12 @@ class NodeItem(QGraphicsItem):
         self._status = ""
         self._dimmed = False
         self._vhost: str | None = None
+        self._hovered = False
+        self._problems: list[str] = []
+        self.renamable = True  # built-in exchanges, say, keep their names
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsMovable)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
         self.setAcceptHoverEvents(True)
         self.setZValue(2)
         self.edges: list[EdgeItem] = []
@@ -70,7 +73,7 @@ class NodeItem(QGraphicsItem):
     # -- geometry --------------------------------------------------------------------
 
     def boundingRect(self) -> QRectF:
-        return QRectF(-NODE_WIDTH / 2 - 4, -NODE_HEIGHT / 2 - 12, NODE_WIDTH + 8, NODE_HEIGHT + 16)
+        return QRectF(-NODE_WIDTH / 2 - 12, -NODE_HEIGHT / 2 - 12, NODE_WIDTH + 24, NODE_HEIGHT + 16)
 
     def outline(self) -> QPainterPath:
         path = QPainterPath()
@@ -78,13 +81,49 @@ class NodeItem(QGraphicsItem):
         return path
 
     def shape(self) -> QPainterPath:
-        return self.outline()
+        path = self.outline()
+        if self.has_port:
+            path.addEllipse(QPointF(NODE_WIDTH / 2, 0), self.PORT_RADIUS + 2, self.PORT_RADIUS + 2)
+        return path
 
     def out_port(self) -> QPointF:
         return self.pos() + QPointF(NODE_WIDTH / 2, 0)
 
     def in_port(self) -> QPointF:
         return self.pos() + QPointF(-NODE_WIDTH / 2, 0)
+
+    @property
+    def has_port(self) -> bool:
+        """Whether connections can start here (a consumer only receives)."""
+        return True
+
+    def on_port(self, scene_pos: QPointF) -> bool:
+        """Whether a press at ``scene_pos`` grabs the output port."""
+        if not self.has_port:
+            return False
+        port = self.out_port()
+        return (scene_pos - port).manhattanLength() <= self.PORT_RADIUS * 2
+
+    def itemChange(self, change: QGraphicsItem.GraphicsItemChange, value: Any) -> Any:
+        if change == QGraphicsItem.GraphicsItemChange.ItemPositionChange:
+            scene = self.scene()
+            grid = getattr(scene, "snap_grid", 0) if scene is not None else 0
+            if grid:
+                return QPointF(round(value.x() / grid) * grid, round(value.y() / grid) * grid)
+        elif change == QGraphicsItem.GraphicsItemChange.ItemPositionHasChanged:
+            for edge in self.edges:
+                edge.follow_nodes()
+        return super().itemChange(change, value)
+
+    def hoverEnterEvent(self, event: QGraphicsSceneHoverEvent) -> None:
+        self._hovered = True
+        self.update()
+        super().hoverEnterEvent(event)
+
+    def hoverLeaveEvent(self, event: QGraphicsSceneHoverEvent) -> None:
+        self._hovered = False
+        self.update()
+        super().hoverLeaveEvent(event)
 
     # -- state -------------------------------------------------------------------------
 
@@ -102,16 +141,29 @@ class NodeItem(QGraphicsItem):
     def detail(self) -> str:
         return self._detail
 
-    def set_vhost(self, vhost: str) -> None:
+    def set_vhost(self, vhost: str | None) -> None:
         """Several vhosts on one canvas: each node says which one it lives in."""
-        self._vhost = vhost
-        self._update_tooltip()
-        self.update()
+        if vhost != self._vhost:
+            self._vhost = vhost
+            self._update_tooltip()
+            self.update()
+
+    def set_problems(self, problems: list[str]) -> None:
+        """A badge on the node for each problem the analysis found with it."""
+        if problems != self._problems:
+            self._problems = list(problems)
+            self._update_tooltip()
+            self.update()
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self._problems)
 
     def _update_tooltip(self) -> None:
         lines = [f"{self.kind}: {self._title}", self._detail]
         if self._vhost is not None:
             lines.append(f"vhost: {self._vhost}")
+        lines += [f"⚠ {problem}" for problem in self._problems]
         self.setToolTip("\n".join(line for line in lines if line))
 
     def set_status(self, status: str) -> None:
@@ -150,8 +202,39 @@ class NodeItem(QGraphicsItem):
         self._text(painter, DETAIL_FONT, MUTED_TEXT, self._detail, left, -NODE_HEIGHT / 2 + 24, width)
         if self._status:
             self._text(
-                painter, DETAIL_FONT, TEXT, self._status, -NODE_WIDTH / 2 + 12, -NODE_HEIGHT / 2 + 40, NODE_WIDTH - 24
+                painter, DETAIL_FONT, TEXT, self._status, -NODE_WIDTH / 2 + 12, -NODE_HEIGHT / 2 + 38, NODE_WIDTH - 24
             )
+        if self._vhost is not None:
+            self._paint_vhost_tag(painter, accent)
+        if self._problems:
+            self._paint_badge(painter)
+        if self.has_port and (self._hovered or selected):
+            painter.setPen(QPen(QColor("#ffffff"), 1.5))
+            painter.setBrush(QColor(accent))
+            painter.drawEllipse(QPointF(NODE_WIDTH / 2, 0), self.PORT_RADIUS - 1.5, self.PORT_RADIUS - 1.5)
+
+    def _paint_vhost_tag(self, painter: QPainter, accent: str) -> None:
+        metrics = QFontMetricsF(LABEL_FONT)
+        text = metrics.elidedText(self._vhost or "", Qt.TextElideMode.ElideMiddle, 90)
+        width = metrics.horizontalAdvance(text) + 10
+        height = metrics.height() + 2
+        tag = QRectF(NODE_WIDTH / 2 - width - 14, -NODE_HEIGHT / 2 - height / 2, width, height)
+        painter.setPen(QPen(QColor(accent), 0.8))
+        painter.setBrush(QColor("#ffffff"))
+        painter.drawRoundedRect(tag, 4, 4)
+        painter.setFont(LABEL_FONT)
+        painter.setPen(QColor(accent))
+        painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+
+    def _paint_badge(self, painter: QPainter) -> None:
+        centre = QPointF(-NODE_WIDTH / 2 + 2, -NODE_HEIGHT / 2 + 2)
+        triangle = QPolygonF([centre + QPointF(0, -8), centre + QPointF(8, 6), centre + QPointF(-8, 6)])
+        painter.setPen(QPen(QColor("#ffffff"), 1.2))
+        painter.setBrush(QColor("#f57c00"))
+        painter.drawPolygon(triangle)
+        painter.setPen(QColor("#ffffff"))
+        painter.setFont(LABEL_FONT)
+        painter.drawText(QRectF(centre.x() - 4, centre.y() - 5, 8, 11), Qt.AlignmentFlag.AlignCenter, "!")
 
     def text_left(self) -> float:
         return 42.0
@@ -268,6 +351,10 @@ class QueueItem(NodeItem):
 class ConsumerItem(NodeItem):
     kind = "consumer"
 
+    @property
+    def has_port(self) -> bool:
+        return False
+
     def __init__(self, node_id: str, title: str, detail: str) -> None:
         super().__init__(node_id, title, detail)
         self._busy = False
@@ -292,274 +379,3 @@ class ConsumerItem(NodeItem):
 
 
 NODE_CLASSES = {"producer": ProducerItem, "exchange": ExchangeItem, "queue": QueueItem, "consumer": ConsumerItem}
-
-
-class EdgeItem(QGraphicsItem):
-    """A relation drawn as a curve from one node's out port to another's in port.
-
-    Its thickness follows the message rate on it, so the picture stays truthful
-    when there are more messages than tokens can show.
-    """
-
-    SAMPLES = 24
-
-    def __init__(self, relation: str, source: NodeItem, target: NodeItem, label: str = "") -> None:
-        super().__init__()
-        self.relation = relation
-        self.source = source
-        self.target = target
-        self.label = label
-        self.rate = 0.0
-        self.rate_key: tuple[str, int] | None = None
-        self.lane = 0.0  # parallel edges between the same two nodes bow apart by lane
-        self.waypoints: list[QPointF] = []  # detours around nodes in the way
-        self._width = 1.4
-        self._path = QPainterPath()
-        self._points: list[QPointF] = []
-        self._lengths: list[float] = []
-        self.label_item = EdgeLabelItem(self) if label else None
-        self.setZValue(0)
-        source.edges.append(self)
-        target.edges.append(self)
-        self.update_path()
-
-    def update_path(self) -> None:
-        self.prepareGeometryChange()
-        start, end = self.source.out_port(), self.target.in_port()
-        path = QPainterPath(start)
-        bow = self.lane * 26.0
-        if end.x() > start.x() + 30 and self.waypoints:
-            # Through each waypoint with a horizontal tangent: smooth S-curves around obstacles.
-            previous = start
-            for point in [*self.waypoints, end]:
-                bend = max((point.x() - previous.x()) * 0.5, 20.0)
-                path.cubicTo(previous + QPointF(bend, 0), point - QPointF(bend, 0), point)
-                previous = point
-        elif end.x() > start.x() + 30:
-            bend = max((end.x() - start.x()) * 0.5, 40.0)
-            path.cubicTo(start + QPointF(bend, bow), end - QPointF(bend, -bow), end)
-        else:
-            # A relation that runs backwards (a dead-letter exchange to the left, say)
-            # swings below both nodes so it does not cut through them.
-            drop = max(start.y(), end.y()) + NODE_HEIGHT * 1.1 + abs(bow)
-            path.cubicTo(
-                start + QPointF(90, 0), QPointF(start.x() + 90, drop), QPointF((start.x() + end.x()) / 2, drop)
-            )
-            path.cubicTo(QPointF(end.x() - 90, drop), end - QPointF(90, 0), end)
-        self._path = path
-        self._points = [path.pointAtPercent(i / self.SAMPLES) for i in range(self.SAMPLES + 1)]
-        lengths = [0.0]
-        for a, b in zip(self._points, self._points[1:], strict=False):
-            lengths.append(lengths[-1] + math.hypot(b.x() - a.x(), b.y() - a.y()))
-        self._lengths = lengths
-        if self.label_item is not None:
-            self.label_item.place()
-
-    def avoid(self, obstacles: list[QRectF], labels: list[QRectF] | None = None) -> None:
-        """Detour above or below nodes the edge would otherwise pass behind; keep the label clear of both."""
-        self.waypoints = []
-        self.update_path()
-        start, end = self.source.out_port(), self.target.in_port()
-        for _ in range(3 if end.x() > start.x() + 30 else 0):
-            hit = next((box for box in sorted(obstacles, key=lambda b: b.left()) if self._crosses(box)), None)
-            if hit is None:
-                break
-            margin = 16.0
-            above = QPointF(hit.center().x(), hit.top() - margin)
-            below = QPointF(hit.center().x(), hit.bottom() + margin)
-            line_y = start.y() + (end.y() - start.y()) * (hit.center().x() - start.x()) / (end.x() - start.x())
-            waypoint = above if abs(line_y - above.y()) <= abs(line_y - below.y()) else below
-            self.waypoints = sorted([*self.waypoints, waypoint], key=lambda p: p.x())
-            self.update_path()
-        if self.label_item is not None:
-            self.label_item.place([*obstacles, *(labels or [])])
-
-    def _crosses(self, box: QRectF) -> bool:
-        inner = box.adjusted(4, 4, -4, -4)
-        return any(inner.contains(point) for point in self._dense_points())
-
-    def _dense_points(self) -> list[QPointF]:
-        return [self._path.pointAtPercent(i / 60) for i in range(61)]
-
-    def point_at(self, fraction: float) -> QPointF:
-        """The point ``fraction`` of the way along the edge, by length."""
-        lengths = self._lengths
-        total = lengths[-1]
-        if total <= 0:
-            return self._points[0]
-        goal = min(max(fraction, 0.0), 1.0) * total
-        lo, hi = 0, len(lengths) - 1
-        while lo < hi - 1:
-            mid = (lo + hi) // 2
-            if lengths[mid] < goal:
-                lo = mid
-            else:
-                hi = mid
-        span = lengths[hi] - lengths[lo]
-        t = 0.0 if span <= 0 else (goal - lengths[lo]) / span
-        a, b = self._points[lo], self._points[hi]
-        return QPointF(a.x() + (b.x() - a.x()) * t, a.y() + (b.y() - a.y()) * t)
-
-    def set_rate(self, rate: float) -> None:
-        width = 1.4 + min(math.log2(1.0 + max(rate, 0.0)) * 0.7, 9.0)
-        self.rate = rate
-        if abs(width - self._width) > 0.15:
-            self.prepareGeometryChange()
-            self._width = width
-            self.update()
-
-    @property
-    def width(self) -> float:
-        return self._width
-
-    def boundingRect(self) -> QRectF:
-        margin = self._width + 8
-        return self._path.boundingRect().adjusted(-margin, -margin, margin, margin)
-
-    def shape(self) -> QPainterPath:
-        stroker = QPainterPathStroker()
-        stroker.setWidth(max(self._width, 8.0))
-        return stroker.createStroke(self._path)
-
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        color, dash = EDGE_STYLES[self.relation]
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        pen = QPen(QColor(color), self._width)
-        pen.setCapStyle(Qt.PenCapStyle.FlatCap)
-        if dash:
-            pen.setDashPattern([d / max(self._width / 1.4, 1.0) for d in dash])
-        painter.setPen(pen)
-        painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawPath(self._path)
-        self._paint_arrow(painter, QColor(color))
-
-    def _paint_arrow(self, painter: QPainter, color: QColor) -> None:
-        tip = self._points[-1]
-        back = self.point_at(1.0 - 12.0 / max(self._lengths[-1], 12.0))
-        angle = math.atan2(tip.y() - back.y(), tip.x() - back.x())
-        size = 7.0 + self._width
-        left = QPointF(tip.x() - size * math.cos(angle - 0.45), tip.y() - size * math.sin(angle - 0.45))
-        right = QPointF(tip.x() - size * math.cos(angle + 0.45), tip.y() - size * math.sin(angle + 0.45))
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(color)
-        painter.drawPolygon(QPolygonF([tip, left, right]))
-
-
-class EdgeLabelItem(QGraphicsItem):
-    """An edge's routing or binding key, drawn above the tokens that pass under it."""
-
-    MAX_WIDTH = 150.0
-
-    def __init__(self, edge: EdgeItem) -> None:
-        super().__init__()
-        self.edge = edge
-        self._rect = QRectF()
-        self.setZValue(2.5)  # above tokens, and above a node it cannot avoid: a hidden key helps nobody
-        self.setToolTip(edge.label)
-
-    def place(self, obstacles: list[QRectF] | None = None) -> None:
-        """Sit just above the edge, clear of the tokens on it and of nodes."""
-        if self.edge.relation in ("binding", "default"):
-            fractions = (0.62, 0.74, 0.5, 0.84, 0.4, 0.3)
-        else:
-            fractions = (0.5, 0.62, 0.38, 0.75, 0.25, 0.85, 0.15)
-        best, least = fractions[0], float("inf")
-        for fraction in fractions:
-            self._place_at(fraction)
-            box = self.sceneBoundingRect()
-            covered = sum(_area(box.intersected(other)) for other in obstacles or ())
-            if covered == 0:
-                return
-            if covered < least:
-                best, least = fraction, covered
-        self._place_at(best)
-
-    def _place_at(self, fraction: float) -> None:
-        edge = self.edge
-        metrics = QFontMetricsF(LABEL_FONT)
-        span = abs(edge.target.in_port().x() - edge.source.out_port().x())
-        limit = max(min(self.MAX_WIDTH, span - 28.0), 40.0)
-        width = min(metrics.horizontalAdvance(edge.label), limit) + 10
-        height = metrics.height() + 2
-        at = edge.point_at(fraction)
-        ahead = edge.point_at(min(fraction + 0.02, 1.0))
-        dx, dy = ahead.x() - at.x(), ahead.y() - at.y()
-        norm = math.hypot(dx, dy) or 1.0
-        nx, ny = -dy / norm, dx / norm
-        if ny > 0:
-            nx, ny = -nx, -ny
-        # Far enough along the normal that the label's box clears the line.
-        reach = height / 2 + 3 + abs(nx) * (width / 2 - height / 2)
-        self.prepareGeometryChange()
-        self._rect = QRectF(-width / 2, -height / 2, width, height)
-        self.setPos(at.x() + nx * reach, at.y() + ny * reach)
-
-    @property
-    def text(self) -> str:
-        return self.edge.label
-
-    def boundingRect(self) -> QRectF:
-        return self._rect.adjusted(-1, -1, 1, 1)
-
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        color, _ = EDGE_STYLES[self.edge.relation]
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(QPen(QColor(color), 0.8))
-        painter.setBrush(QColor("#ffffff"))
-        painter.drawRoundedRect(self._rect, 4, 4)
-        painter.setFont(LABEL_FONT)
-        painter.setPen(QColor(TEXT))
-        metrics = QFontMetricsF(LABEL_FONT)
-        text = metrics.elidedText(self.edge.label, Qt.TextElideMode.ElideMiddle, self._rect.width() - 8)
-        painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, text)
-
-
-def _area(rect: QRectF) -> float:
-    return max(rect.width(), 0.0) * max(rect.height(), 0.0)
-
-
-@dataclass(slots=True)
-class Token:
-    edge: EdgeItem
-    start: float  # wall seconds
-    duration: float
-    color: QColor
-
-
-class TokenLayer(QGraphicsItem):
-    """Every token in flight, painted by one item (one paint call per frame, not one item per message)."""
-
-    RADIUS = 5.0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tokens: list[Token] = []
-        self.now = 0.0
-        self._rect = QRectF()
-        self.setZValue(1)
-        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-
-    def set_area(self, rect: QRectF) -> None:
-        self.prepareGeometryChange()
-        self._rect = QRectF(rect)
-
-    def boundingRect(self) -> QRectF:
-        return self._rect
-
-    def in_flight(self) -> int:
-        now = self.now
-        return sum(1 for t in self.tokens if t.start <= now)
-
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        outline = QPen(QColor("#ffffff"), 1.2)
-        painter.setPen(outline)
-        now = self.now
-        r = self.RADIUS
-        for token in self.tokens:
-            progress = (now - token.start) / token.duration
-            if progress < 0.0 or progress > 1.0:
-                continue
-            point = token.edge.point_at(progress)
-            painter.setBrush(token.color)
-            painter.drawEllipse(point, r, r)

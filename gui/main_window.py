@@ -1,50 +1,58 @@
-"""The main window: canvas over live plots, file and run controls, totals in the status bar."""
+"""The main window: the canvas over live plots, the palette, the inspector and the problems panel.
+
+The window wires intent to edits: what the view reports (a drop, a drag between
+nodes, nodes moved, a rename) becomes one edit of the document; the document's
+changes flow back to the scene, the inspector, the problems panel and the
+running simulation.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
+    QDockWidget,
     QLabel,
     QMainWindow,
-    QMessageBox,
+    QMenu,
+    QSizePolicy,
     QSplitter,
     QToolBar,
     QWidget,
 )
 
+from engine.edits import EditRefused, connect, move_nodes, relations_between, rename_node
+from engine.model import Topology
 from engine.sim import COUNTERS, TOTALS_ID, Simulation
 from engine.topology_file import TopologyFileError
 
-from .canvas import CanvasView, TopologyScene
 from .controller import SPEEDS, SimulationController, speed_label
 from .document import Document
+from .edit_actions import EditActions
+from .file_actions import EXAMPLES, FileActions, example_files, example_title
 from .flow_view import FlowAnimator
+from .inspector import Inspector
+from .palette import Palette
+from .problems_panel import ProblemsPanel
 from .rates_panel import RatesPanel
+from .scene import GRID, TopologyScene
 from .style import icon_path
+from .view import CanvasView
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "topologies"
+__all__ = ["MainWindow", "EXAMPLES", "example_files", "example_title"]
+
 T = {name: i for i, name in enumerate(COUNTERS["totals"])}
-FILE_FILTER = "Topology files (*.json);;All files (*)"
-MAX_RECENT = 8
-
-
-def example_files() -> list[Path]:
-    return sorted(EXAMPLES.glob("*.json"))
-
-
-def example_title(path: Path) -> str:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("queuecraft", {}).get("title") or path.stem
-    except (OSError, ValueError, AttributeError):
-        return path.stem
+RELATION_TEXT = {
+    "binding": "Bind (messages flow on by binding key)",
+    "alternate": "Set as alternate exchange (takes what matches no binding)",
+}
 
 
 class MainWindow(QMainWindow):
@@ -52,9 +60,10 @@ class MainWindow(QMainWindow):
 
     closed = Signal()
 
-    def __init__(self, settings: QSettings | None = None) -> None:
+    def __init__(self, settings: QSettings | None = None, remember_recent_files: bool = True) -> None:
         super().__init__()
         self.settings = settings or QSettings()
+        self.remember_recent_files = remember_recent_files
         self.document = Document(self)
         self.controller = SimulationController(self)
         self.scene = TopologyScene(self)
@@ -74,7 +83,19 @@ class MainWindow(QMainWindow):
         splitter.setSizes([560, 300])
         self.setCentralWidget(splitter)
 
-        self._build_actions()
+        self.palette = Palette()
+        self.inspector = Inspector(self.document)
+        self.problems = ProblemsPanel(self.document)
+        self.palette_dock = self._dock("Palette", self.palette, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.inspector_dock = self._dock("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.problems_dock = self._dock("Problems", self.problems, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.palette_dock], [170], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.inspector_dock], [300], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.inspector_dock, self.problems_dock], [560, 200], Qt.Orientation.Vertical)
+
+        self.files = FileActions(self)
+        self.edits = EditActions(self)
+        self._build_run_actions()
         self._build_menus()
         self._build_toolbar()
         self.totals_label = QLabel()
@@ -86,20 +107,57 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.totals_label)
 
         self.document.topology_replaced.connect(self._on_topology_replaced)
+        self.document.changed.connect(self._on_document_changed)
         self.document.title_changed.connect(self._update_title)
         self.controller.simulation_replaced.connect(self._on_simulation_replaced)
         self.controller.state_changed.connect(self._update_run_actions)
+        self.scene.selectionChanged.connect(self._on_selection_changed)
+        self.scene.nodes_moved.connect(self._on_nodes_moved)
+        self.view.connection_check = self._connection_verdict
+        self.view.connection_requested.connect(self._on_connection_requested)
+        self.view.connection_refused.connect(
+            lambda reason: self.statusBar().showMessage(f"Not connected: {reason}", 6000)
+        )
+        self.view.node_dropped.connect(self.edits.place_new_node)
+        self.view.rename_requested_check = self._rename_from_view
+        self.view.context_requested.connect(self._show_context_menu)
+        self.palette.add_requested.connect(
+            lambda kind: self.edits.place_new_node(kind, self.view.mapToScene(self.view.viewport().rect().center()))
+        )
+        self.inspector.selection_renamed.connect(lambda nid: self.scene.select_only([nid]))
+        self.problems.problems_found.connect(self.scene.show_problems)
+        self.problems.node_chosen.connect(self._reveal)
+        snap = bool(self.settings.value("snap_to_grid", False, type=bool))
+        self.edits.snap.setChecked(snap)
+        self.scene.snap_grid = GRID if snap else 0
 
         self.frame_timer = QTimer(self)
         self.frame_timer.setInterval(self.FRAME_MS)
         self.frame_timer.timeout.connect(self.on_frame)
         self.frame_timer.start()
+        self._on_topology_replaced()
         self._update_title()
         self._update_run_actions()
 
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.lower())
+        dock.setWidget(widget)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.addDockWidget(area, dock)
+        return dock
+
     # -- actions, menus, toolbar ---------------------------------------------------------------
 
-    def _action(self, text: str, slot, shortcut: QKeySequence | str | None = None, tip: str = "") -> QAction:  # type: ignore[no-untyped-def]
+    def make_action(
+        self,
+        text: str,
+        slot: Callable[..., Any],
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+        tip: str = "",
+    ) -> QAction:
         action = QAction(text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
@@ -109,55 +167,44 @@ class MainWindow(QMainWindow):
         action.triggered.connect(slot)
         return action
 
-    def _build_actions(self) -> None:
+    def _build_run_actions(self) -> None:
         key = QKeySequence.StandardKey
-        self.open_action = self._action(
-            "&Open…", self.choose_and_open, key.Open, "Open a topology or RabbitMQ definitions file"
+        self.run_action = self.make_action("&Run", self.controller.run, "F5", "Run the simulation")
+        self.pause_action = self.make_action("&Pause", self.controller.pause, "F6", "Pause the simulation")
+        self.reset_action = self.make_action(
+            "R&eset", self.reset_simulation, "Ctrl+R", "Start the simulation again from time zero"
         )
-        self.save_action = self._action("&Save", self.save, key.Save, "Save the topology")
-        self.save_as_action = self._action("Save &As…", self.save_as, key.SaveAs, "Save the topology to a new file")
-        self.quit_action = self._action("&Quit", self.close, key.Quit)
-        self.run_action = self._action("&Run", self.controller.run, "F5", "Run the simulation")
-        self.pause_action = self._action("&Pause", self.controller.pause, "F6", "Pause the simulation")
-        self.reset_action = self._action(
-            "R&eset", self.controller.reset, "Ctrl+R", "Start the simulation again from time zero"
-        )
-        self.fit_action = self._action("&Fit to Window", lambda: self.view.fit(), "Ctrl+0")
-        self.zoom_in_action = self._action("Zoom &In", lambda: self.view.zoom_by(1.2), key.ZoomIn)
-        self.zoom_out_action = self._action("Zoom &Out", lambda: self.view.zoom_by(1 / 1.2), key.ZoomOut)
+        self.fit_action = self.make_action("&Fit to Window", lambda: self.view.fit(), "Ctrl+0")
+        self.zoom_in_action = self.make_action("Zoom &In", lambda: self.view.zoom_by(1.2), key.ZoomIn)
+        self.zoom_out_action = self.make_action("Zoom &Out", lambda: self.view.zoom_by(1 / 1.2), key.ZoomOut)
 
     def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        file_menu.addAction(self.open_action)
-        self.examples_menu = file_menu.addMenu("Open &Example")
-        for path in example_files():
-            self.examples_menu.addAction(example_title(path), lambda p=path: self.open_path(p))
-        self.recent_menu = file_menu.addMenu("Open &Recent")
-        self._rebuild_recent_menu()
-        file_menu.addSeparator()
-        file_menu.addAction(self.save_action)
-        file_menu.addAction(self.save_as_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
+        self.files.fill_menu(self.menuBar().addMenu("&File"))
+        self.edits.fill_menu(self.menuBar().addMenu("&Edit"))
         sim_menu = self.menuBar().addMenu("&Simulation")
         for action in (self.run_action, self.pause_action, self.reset_action):
             sim_menu.addAction(action)
         view_menu = self.menuBar().addMenu("&View")
         for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action):
             view_menu.addAction(action)
+        view_menu.addSeparator()
+        for dock in (self.palette_dock, self.inspector_dock, self.problems_dock):
+            view_menu.addAction(dock.toggleViewAction())
 
     def _build_toolbar(self) -> None:
-        bar = QToolBar("Run")
-        bar.setObjectName("run-toolbar")
+        bar = QToolBar("Main")
+        bar.setObjectName("main-toolbar")
         bar.setMovable(False)
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.addToolBar(bar)
-        bar.addAction(self.open_action)
-        bar.addAction(self.save_action)
+        for action in (self.files.new, self.files.open, self.files.save):
+            bar.addAction(action)
         bar.addSeparator()
-        bar.addAction(self.run_action)
-        bar.addAction(self.pause_action)
-        bar.addAction(self.reset_action)
+        bar.addAction(self.edits.undo)
+        bar.addAction(self.edits.redo)
+        bar.addSeparator()
+        for action in (self.run_action, self.pause_action, self.reset_action):
+            bar.addAction(action)
         bar.addSeparator()
         bar.addWidget(QLabel(" Speed "))
         self.speed_box = QComboBox()
@@ -169,12 +216,13 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.speed_box)
         bar.addSeparator()
         self.time_label = QLabel()
-        self.time_label.setMinimumWidth(150)
+        self.time_label.setMinimumWidth(190)
         self.time_label.setToolTip("Simulated time")
         bar.addWidget(self.time_label)
         spacer = QWidget()
-        spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding, spacer.sizePolicy().verticalPolicy())
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(spacer)
+        bar.addAction(self.edits.layout)
         bar.addAction(self.fit_action)
 
     def set_speed(self, speed: float) -> None:
@@ -188,25 +236,16 @@ class MainWindow(QMainWindow):
         if self.speed_box.currentIndex() != index:
             self.speed_box.setCurrentIndex(index)
 
-    # -- files -------------------------------------------------------------------------------------
+    def reset_simulation(self) -> None:
+        was_running = self.controller.running
+        self.controller.load(self.document.topology)
+        if was_running:
+            self.controller.run()
 
-    def choose_and_open(self) -> None:
-        start = str(self.document.path.parent) if self.document.path else str(EXAMPLES)
-        path, _ = QFileDialog.getOpenFileName(self, "Open topology", start, FILE_FILTER)
-        if path:
-            self.open_path(path)
+    # -- files (kept here for callers that open by path) -----------------------------------------
 
     def open_path(self, path: str | Path) -> bool:
-        """Open a file; on an error say what and where, and leave the open document as it was."""
-        try:
-            self.document.open(path)
-        except TopologyFileError as exc:
-            QMessageBox.warning(self, "Cannot open topology", str(exc))
-            self.statusBar().showMessage(f"Not opened: {exc}", 10000)
-            return False
-        self._remember_recent(self.document.path)
-        self.statusBar().showMessage(f"Opened {self.document.path}", 5000)
-        return True
+        return self.files.open_path(path)
 
     def open_path_quietly(self, path: str | Path, remember: bool = True) -> bool:
         """Open from the command line: errors go to stderr, not a dialog."""
@@ -216,51 +255,82 @@ class MainWindow(QMainWindow):
             print(f"queuecraft: {exc}", file=sys.stderr)
             return False
         if remember:
-            self._remember_recent(self.document.path)
+            self.files.remember_recent(self.document.path)
         return True
-
-    def save(self) -> bool:
-        if self.document.path is None:
-            return self.save_as()
-        return self._save_to(self.document.path)
 
     def save_as(self) -> bool:
-        start = str(self.document.path) if self.document.path else str(Path.home() / "topology.json")
-        path, _ = QFileDialog.getSaveFileName(self, "Save topology", start, FILE_FILTER)
-        if not path:
-            return False
-        return self._save_to(Path(path))
-
-    def _save_to(self, path: Path) -> bool:
-        try:
-            saved = self.document.save(path)
-        except OSError as exc:
-            QMessageBox.warning(self, "Cannot save topology", f"{path}: {exc.strerror or exc}")
-            return False
-        self._remember_recent(saved)
-        self.statusBar().showMessage(f"Saved {saved}", 5000)
-        return True
+        return self.files.save_document_as()
 
     def recent_files(self) -> list[str]:
-        value = self.settings.value("recent_files", [])
-        if isinstance(value, str):
-            value = [value]
-        return [str(v) for v in (value or [])]
+        return self.files.recent_files()
 
-    def _remember_recent(self, path: Path | None) -> None:
-        if path is None:
-            return
-        recent = [p for p in self.recent_files() if p != str(path)]
-        recent.insert(0, str(path))
-        self.settings.setValue("recent_files", recent[:MAX_RECENT])
-        self._rebuild_recent_menu()
+    @property
+    def recent_menu(self) -> QMenu:
+        return self.files.recent_menu
 
-    def _rebuild_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        recent = self.recent_files()
-        for path in recent:
-            self.recent_menu.addAction(path, lambda p=path: self.open_path(p))
-        self.recent_menu.setEnabled(bool(recent))
+    # -- edits --------------------------------------------------------------------------------------
+
+    def apply_edit(self, label: str, change: Callable[[Topology], Any]) -> bool:
+        """One edit of the document; a refusal is shown, and changes nothing."""
+        refused = self.document.try_edit(label, change)
+        if refused:
+            self.statusBar().showMessage(f"{label}: {refused}", 8000)
+            return False
+        return True
+
+    def _connection_verdict(self, source: str, target: str) -> list[str] | str:
+        try:
+            return relations_between(self.document.topology, source, target)
+        except EditRefused as exc:
+            return str(exc)
+
+    def _on_connection_requested(self, source: str, target: str, relations: list[str], where: QPoint) -> None:
+        relation = relations[0]
+        if len(relations) > 1:
+            menu = QMenu(self)
+            for option in relations:
+                menu.addAction(RELATION_TEXT.get(option, option)).setData(option)
+            chosen = menu.exec(where)
+            if chosen is None:
+                return
+            relation = chosen.data()
+        created: list[str] = []
+        if self.apply_edit("Connect", lambda topology: created.append(connect(topology, source, target, relation))):
+            self.scene.select_only(created)
+
+    def _on_nodes_moved(self, moved: dict[str, tuple[float, float]]) -> None:
+        count = len(moved)
+        self.apply_edit(f"Move {count} node{'s' if count != 1 else ''}", lambda topology: move_nodes(topology, moved))
+
+    def _rename_from_view(self, node_id: str, name: str) -> str | None:
+        """The inline name field's Enter: rename, or say why not (the field stays open)."""
+        renamed: list[str] = []
+        refused = self.document.try_edit(
+            "Rename", lambda topology: renamed.append(rename_node(topology, node_id, name.strip()))
+        )
+        if refused:
+            return refused
+        if renamed:
+            self.scene.select_only(renamed)
+        return None
+
+    def _show_context_menu(self, where: QPoint) -> None:
+        menu = QMenu(self)
+        edits = self.edits
+        if self.scene.selectedItems():
+            for action in (edits.rename, edits.duplicate, edits.copy, edits.cut, edits.delete):
+                menu.addAction(action)
+        else:
+            menu.addAction(edits.paste)
+            menu.addAction(edits.select_all)
+            menu.addAction(edits.layout)
+        menu.exec(where)
+
+    def _reveal(self, node_id: str) -> None:
+        self.scene.select_only([node_id])
+        item = self.scene.nodes.get(node_id) or self.scene.edge_by_id.get(node_id)
+        if item is not None:
+            self.view.centerOn(item)
 
     # -- reacting to the model -------------------------------------------------------------------
 
@@ -268,6 +338,19 @@ class MainWindow(QMainWindow):
         self.scene.show_topology(self.document.topology)
         self.controller.load(self.document.topology)
         QTimer.singleShot(0, lambda: self.view.fit(readable=True))
+
+    def _on_document_changed(self) -> None:
+        topology = self.document.topology
+        self.scene.sync(topology)
+        trouble = self.controller.sync(topology)
+        if trouble:
+            self.statusBar().showMessage(trouble, 8000)
+        self.rates.reset_if_queues_changed(self.controller.sim)
+        if self.controller.sim is not None:
+            self.scene.show_effective_settings(self.controller.sim)
+
+    def _on_selection_changed(self) -> None:
+        self.inspector.show_selection([*self.scene.selected_node_ids(), *self.scene.selected_edge_ids()])
 
     def _on_simulation_replaced(self) -> None:
         sim = self.controller.sim
@@ -323,6 +406,10 @@ class MainWindow(QMainWindow):
         )
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.files.may_discard():
+            event.ignore()
+            return
+        self.files.forget_recovery()
         self.controller.pause()
         self.frame_timer.stop()
         super().closeEvent(event)

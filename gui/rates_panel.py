@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 from engine.model import display_name, split_node_id
 from engine.sim import COUNTERS, TOTALS_ID, Simulation
 
-from .canvas import Q
+from .details import Q
 from .style import SERIES_COLORS, series_color
 
 T = {name: i for i, name in enumerate(COUNTERS["totals"])}
@@ -140,6 +140,15 @@ class RatesPanel(QWidget):
         for curve in self.rate_curves.values():
             curve.setData([], [])
         self.update_from(sim)
+
+    def reset_if_queues_changed(self, sim: Simulation | None) -> None:
+        """After an edit: new or removed queues get or lose their depth curve."""
+        if sim is None:
+            return
+        shown = set(sim.topology.node_ids())
+        queues = [queue.node_id for queue in sim.broker.all_queues() if queue.node_id in shown]
+        if queues != self._queue_ids:
+            self.reset(sim)
 
     def update_from(self, sim: Simulation) -> None:
         samples = sim.history.samples
