@@ -146,7 +146,7 @@ def add_node(
     else:
         topology.consumers.append(Consumer(name, None, vhost))
     nid = node_id(kind, vhost, name)
-    topology.layout[nid] = position
+    topology.layout[nid] = _position(*position)
     return nid
 
 
@@ -580,9 +580,14 @@ def _whole_problem(topology: Topology, node: Any) -> str | None:
 # -- moving and laying out ----------------------------------------------------------------------
 
 
+def _position(x: float, y: float) -> tuple[float, float]:
+    """Positions as the file keeps them (to a tenth), so what is saved reopens the same."""
+    return (round(float(x), 1), round(float(y), 1))
+
+
 def move_nodes(topology: Topology, positions: dict[str, tuple[float, float]]) -> None:
     for nid, position in positions.items():
-        topology.layout[nid] = (float(position[0]), float(position[1]))
+        topology.layout[nid] = _position(*position)
 
 
 def layout_all(topology: Topology) -> None:

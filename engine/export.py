@@ -44,8 +44,9 @@ def vhost_definitions(topology: Topology, vhost: str) -> dict[str, Any]:
 
 def pika_script(topology: Topology, vhost: str) -> str:
     """A Python program (needs only pika) that builds and runs the topology of ``vhost``."""
-    spec = {
-        "title": topology.title or "Queuecraft topology",
+    title = topology.title or "Queuecraft topology"
+    spec: dict[str, Any] = {
+        "title": title,
         "exchanges": [
             {
                 "name": x.name,
@@ -81,7 +82,13 @@ def pika_script(topology: Topology, vhost: str) -> str:
             if b.vhost == vhost
         ],
         "policies": [
-            {"name": p.name, "pattern": p.pattern, "apply-to": p.apply_to, "definition": p.definition, "priority": p.priority}
+            {
+                "name": p.name,
+                "pattern": p.pattern,
+                "apply-to": p.apply_to,
+                "definition": p.definition,
+                "priority": p.priority,
+            }
             for p in topology.policies
             if p.vhost == vhost
         ],
@@ -117,7 +124,7 @@ def pika_script(topology: Topology, vhost: str) -> str:
         ],
     }
     # The spec goes into a raw triple-quoted string: JSON never holds three quotes in a row.
-    return _SCRIPT.replace("@TITLE@", spec["title"].replace('"""', "'''")).replace(
+    return _SCRIPT.replace("@TITLE@", title.replace('"""', "'''")).replace(
         "@SPEC@", json.dumps(spec, indent=1, ensure_ascii=True)
     )
 
@@ -160,7 +167,9 @@ def declare(channel):
     for q in SPEC["queues"]:
         if q["exclusive"]:
             continue  # an exclusive queue belongs to its consumer's connection, which declares it
-        channel.queue_declare(q["name"], durable=q["durable"], auto_delete=q["auto_delete"], arguments=q["arguments"] or None)
+        channel.queue_declare(
+            q["name"], durable=q["durable"], auto_delete=q["auto_delete"], arguments=q["arguments"] or None
+        )
     exclusive = {q["name"] for q in SPEC["queues"] if q["exclusive"]}
     for b in SPEC["bindings"]:
         if b["destination_type"] == "exchange":
@@ -297,13 +306,20 @@ def main():
     connection.close()
     for policy in SPEC["policies"]:
         print("policy not set over AMQP (use rabbitmqctl set_policy):", json.dumps(policy))
-    print("declared", len(SPEC["exchanges"]), "exchanges,", len(SPEC["queues"]), "queues,", len(SPEC["bindings"]), "bindings")
+    print(
+        "declared", len(SPEC["exchanges"]), "exchanges,", len(SPEC["queues"]), "queues,",
+        len(SPEC["bindings"]), "bindings",
+    )
     if args.declare_only:
         return
     stop = threading.Event()
     stats = Stats()
-    threads = [threading.Thread(target=run_consumer, args=(params, c, stop, stats), daemon=True) for c in SPEC["consumers"]]
-    threads += [threading.Thread(target=run_producer, args=(params, p, stop, stats), daemon=True) for p in SPEC["producers"]]
+    threads = [
+        threading.Thread(target=run_consumer, args=(params, c, stop, stats), daemon=True) for c in SPEC["consumers"]
+    ]
+    threads += [
+        threading.Thread(target=run_producer, args=(params, p, stop, stats), daemon=True) for p in SPEC["producers"]
+    ]
     for thread in threads:
         thread.start()
     try:

@@ -164,7 +164,8 @@ class MainWindow(QMainWindow):
         if tip:
             action.setStatusTip(tip)
             action.setToolTip(tip)
-        action.triggered.connect(slot)
+        # triggered carries a 'checked' flag; only checkable actions want it.
+        action.triggered.connect(lambda checked=False: slot(checked) if action.isCheckable() else slot())
         return action
 
     def _build_run_actions(self) -> None:
@@ -314,7 +315,8 @@ class MainWindow(QMainWindow):
             self.scene.select_only(renamed)
         return None
 
-    def _show_context_menu(self, where: QPoint) -> None:
+    def context_menu(self) -> QMenu:
+        """What a right click offers: actions on the selection, or on the canvas."""
         menu = QMenu(self)
         edits = self.edits
         if self.scene.selectedItems():
@@ -324,7 +326,10 @@ class MainWindow(QMainWindow):
             menu.addAction(edits.paste)
             menu.addAction(edits.select_all)
             menu.addAction(edits.layout)
-        menu.exec(where)
+        return menu
+
+    def _show_context_menu(self, where: QPoint) -> None:
+        self.context_menu().exec(where)
 
     def _reveal(self, node_id: str) -> None:
         self.scene.select_only([node_id])

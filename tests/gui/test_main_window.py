@@ -17,7 +17,7 @@ from .conftest import run_for
 @pytest.fixture
 def window(qtbot, qasync_loop, settings):  # type: ignore[no-untyped-def]
     win = MainWindow(settings)
-    qtbot.addWidget(win)
+    qtbot.addWidget(win, before_close_func=lambda w: w.document.undo_stack.setClean())
     win.show()
     yield win
     win.controller.pause()
