@@ -64,7 +64,10 @@ class Document(QObject):
         self.path: Path | None = None
         self.undo_stack = QUndoStack(self)
         self.undo_stack.setUndoLimit(self.UNDO_LIMIT)
-        self.undo_stack.cleanChanged.connect(lambda clean: self.title_changed.emit())
+        self.undo_stack.cleanChanged.connect(self._clean_changed)
+
+    def _clean_changed(self, clean: bool) -> None:
+        self.title_changed.emit()
 
     @property
     def dirty(self) -> bool:

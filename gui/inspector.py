@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -191,6 +191,7 @@ class Inspector(QWidget):
         self.scroll = QScrollArea()
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.title)
@@ -336,6 +337,7 @@ class Inspector(QWidget):
             line.editingFinished.connect(lambda f=field, w=line: self._commit_text(f, w.text()))
             widget = line
         widget.setObjectName(field.name)
+        widget.setMinimumWidth(60)  # the dock, not the field, decides the width
         return widget
 
     def _choices(self, field: Field, vhost: str) -> list[tuple[Any, str]]:

@@ -90,7 +90,7 @@ class MainWindow(QMainWindow):
         self.inspector_dock = self._dock("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)
         self.problems_dock = self._dock("Problems", self.problems, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.palette_dock], [170], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.inspector_dock], [300], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.inspector_dock], [330], Qt.Orientation.Horizontal)
         self.resizeDocks([self.inspector_dock, self.problems_dock], [560, 200], Qt.Orientation.Vertical)
 
         self.files = FileActions(self)

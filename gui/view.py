@@ -16,7 +16,6 @@ from PySide6.QtGui import (
     QDragEnterEvent,
     QDragMoveEvent,
     QDropEvent,
-    QFont,
     QKeyEvent,
     QMouseEvent,
     QPainter,
@@ -26,7 +25,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QGraphicsPathItem,
-    QGraphicsSimpleTextItem,
     QGraphicsView,
     QLabel,
     QLineEdit,
@@ -57,14 +55,13 @@ class ConnectInteraction:
         self.verdict: list[str] | str = ""
         self.line = QGraphicsPathItem()
         self.line.setZValue(5)
-        self.hint = QGraphicsSimpleTextItem()
-        self.hint.setZValue(6)
-        font = QFont()
-        font.setPointSizeF(9)
-        self.hint.setFont(font)
-        scene = view.scene()
-        scene.addItem(self.line)
-        scene.addItem(self.hint)
+        view.scene().addItem(self.line)
+        self.hint = QLabel(view.viewport())
+        self.hint.setWordWrap(True)
+        self.hint.setMaximumWidth(300)
+        self.hint.setStyleSheet(
+            "background: #fff8f7; color: #b71c1c; border: 1px solid #e57373; border-radius: 4px; padding: 4px 6px;"
+        )
         self.hint.hide()
 
     def move(self, scene_pos: QPointF) -> None:
@@ -86,14 +83,23 @@ class ConnectInteraction:
         self.verdict = self.view.connection_check(self.source.node_id, target.node_id)
         if isinstance(self.verdict, str):
             self.line.setPen(QPen(QColor("#e53935"), 2.5, Qt.PenStyle.DashLine))
-            self.hint.setText(self.verdict)
-            self.hint.setBrush(QColor("#c62828"))
-            self.hint.setPos(scene_pos + QPointF(14, 10) / max(self.view.zoom, 0.3))
-            self.hint.setScale(1 / max(self.view.zoom, 0.3))
-            self.hint.show()
+            self._show_hint(self.verdict, self.view.mapFromScene(scene_pos))
         else:
             self.line.setPen(QPen(QColor("#43a047"), 2.5))
             self.hint.hide()
+
+    def _show_hint(self, text: str, at: QPoint) -> None:
+        """The reason beside the mouse, kept inside the view."""
+        self.hint.setText(text)
+        self.hint.adjustSize()
+        area = self.view.viewport().rect()
+        x = at.x() + 16
+        if x + self.hint.width() > area.right() - 4:
+            x = at.x() - 16 - self.hint.width()
+        y = min(at.y() + 14, area.bottom() - self.hint.height() - 4)
+        self.hint.move(max(x, 4), max(y, 4))
+        self.hint.show()
+        self.hint.raise_()
 
     def finish(self, scene_pos: QPointF, global_pos: QPoint) -> None:
         self.move(scene_pos)
@@ -109,9 +115,9 @@ class ConnectInteraction:
         self.view.connection_requested.emit(self.source.node_id, target.node_id, verdict, global_pos)
 
     def cancel(self) -> None:
-        scene = self.view.scene()
-        scene.removeItem(self.line)
-        scene.removeItem(self.hint)
+        self.view.scene().removeItem(self.line)
+        self.hint.hide()
+        self.hint.deleteLater()
         self.view.interaction = None
 
 
