@@ -40,6 +40,7 @@ class TopologyScene(QGraphicsScene):
         self.edge_by_id: dict[str, EdgeItem] = {}
         self.topology: Topology | None = None
         self.snap_grid = 0  # 0: free placement; else positions snap to this grid
+        self.content_rect = QRectF()  # what the nodes and edges cover, without the scrolling margin
         self.tokens = TokenLayer()
         self.addItem(self.tokens)
         self.setBackgroundBrush(self._grid_brush())
@@ -95,6 +96,7 @@ class TopologyScene(QGraphicsScene):
         if bounds.isEmpty():
             bounds = QRectF(-400, -250, 800, 500)
         self.tokens.set_area(bounds)
+        self.content_rect = bounds
         self.setSceneRect(bounds.adjusted(-self.MARGIN, -self.MARGIN, self.MARGIN, self.MARGIN))
 
     @staticmethod

@@ -21,6 +21,7 @@ from PySide6.QtGui import (
     QPainter,
     QPainterPath,
     QPen,
+    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -184,7 +185,8 @@ class CanvasView(QGraphicsView):
     to connect it."""
 
     MIN_ZOOM, MAX_ZOOM = 0.2, 3.0
-    READABLE_ZOOM = 0.72  # below this, node text is too small to read
+    FIT_PADDING = 24.0
+    READABLE_ZOOM = 0.62  # below this, node text is too small to read
     EMPTY_HINT = (
         "This topology is empty.\n"
         "Drag producers, exchanges, queues and consumers here from the palette,\n"
@@ -214,6 +216,10 @@ class CanvasView(QGraphicsView):
         self._pan_from: QPoint | None = None
         self._space_held = False
         self._drag_start: dict[str, tuple[float, float]] = {}
+        # While the person has not zoomed or panned since the last fit, a resize fits again.
+        self._fitted: bool | None = None  # None: not fitted; else the ``readable`` of the last fit
+        for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
+            bar.actionTriggered.connect(self._forget_fit)
 
     @property
     def zoom(self) -> float:
@@ -239,6 +245,7 @@ class CanvasView(QGraphicsView):
         self.zoom_by(1.0015 ** event.angleDelta().y())
 
     def zoom_by(self, factor: float) -> None:
+        self._fitted = None
         new_zoom = min(max(self.zoom * factor, self.MIN_ZOOM), self.MAX_ZOOM)
         self.scale(new_zoom / self.zoom, new_zoom / self.zoom)
 
@@ -248,15 +255,26 @@ class CanvasView(QGraphicsView):
         With ``readable`` (as when a file opens) a big topology is shown at the
         smallest zoom whose text can still be read, around its middle, instead.
         """
-        rect = self.scene().sceneRect()
+        rect = self.topology_scene.content_rect.adjusted(
+            -self.FIT_PADDING, -self.FIT_PADDING, self.FIT_PADDING, self.FIT_PADDING
+        )
         if rect.isEmpty():
             return
+        self._fitted = readable
         self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
         if self.zoom > 1.15:
             self.scale(1.15 / self.zoom, 1.15 / self.zoom)
         if readable and self.zoom < self.READABLE_ZOOM:
             self.scale(self.READABLE_ZOOM / self.zoom, self.READABLE_ZOOM / self.zoom)
             self.centerOn(rect.center())
+
+    def _forget_fit(self, *_: object) -> None:
+        self._fitted = None
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self._fitted is not None:
+            self.fit(self._fitted)
 
     # -- mouse -------------------------------------------------------------------------------------
 
@@ -266,6 +284,7 @@ class CanvasView(QGraphicsView):
             event.button() == Qt.MouseButton.LeftButton and self._space_held
         ):
             self._pan_from = event.position().toPoint()
+            self._fitted = None
             self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
             return
         if event.button() == Qt.MouseButton.LeftButton:

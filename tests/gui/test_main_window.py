@@ -110,3 +110,25 @@ def test_recent_files_menu_lists_opened_files(window: MainWindow) -> None:
     assert recent[0] == str(example_files()[-1].resolve())
     assert len(recent) == len(example_files())
     assert [a.text() for a in window.recent_menu.actions()] == recent
+
+
+def test_an_opened_topology_stays_whole_in_view_as_the_window_resizes(window: MainWindow, qtbot) -> None:  # type: ignore[no-untyped-def]
+    window.resize(1440, 900)
+    window.open_path(example_files()[0])
+
+    def everything_visible() -> bool:
+        shown = window.view.mapToScene(window.view.viewport().rect()).boundingRect()
+        return shown.contains(window.scene.content_rect)
+
+    qtbot.waitUntil(everything_visible)
+    small_zoom = window.view.zoom
+    window.resize(1800, 1000)
+    qtbot.waitUntil(lambda: window.view.zoom > small_zoom * 1.1)
+    assert everything_visible()
+    # Once the person zooms in, a resize leaves their zoom alone.
+    window.view.zoom_by(2.0)
+    zoom = window.view.zoom
+    window.resize(1300, 800)
+    qtbot.wait(50)
+    assert window.view.zoom == pytest.approx(zoom)
+    assert not everything_visible()
