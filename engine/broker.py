@@ -25,7 +25,7 @@ from .channel import Connection
 from .clock import VirtualClock
 from .errors import resource_description
 from .message import Message
-from .metrics import FlowLog
+from .metrics import FlowLog, LatencyRecorder
 from .model import node_id
 from .queues import Queue
 from .routing import EXCHANGE_TYPES, Binding, Router, router_for
@@ -221,6 +221,7 @@ class Broker:
     def __init__(self, clock: VirtualClock | None = None, flow: FlowLog | None = None) -> None:
         self.clock = clock or VirtualClock()
         self.flow = flow or FlowLog()
+        self.latency = LatencyRecorder()
         self.vhosts: dict[str, VirtualHost] = {}
         self.stats = BrokerStats()
         self.connections: list[Connection] = []

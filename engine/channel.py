@@ -43,6 +43,8 @@ class ChannelConsumer:
         "node_id",
         "delivered",
         "acked",
+        "nacked",
+        "redelivered",
     )
 
     def __init__(
@@ -69,6 +71,8 @@ class ChannelConsumer:
         self.node_id = node_id
         self.delivered = 0
         self.acked = 0
+        self.nacked = 0
+        self.redelivered = 0
 
     def has_capacity(self) -> bool:
         if self.no_ack:
@@ -277,12 +281,16 @@ class Channel:
         tag = self._next_tag
         self._next_tag = tag + 1
         consumer.delivered += 1
+        if message.redelivered:
+            consumer.redelivered += 1
         broker = self.broker
         if broker.flow.enabled:
             broker.flow.add(broker.clock.now, "delivered", queue.node_id, consumer.node_id, message)
         if consumer.no_ack:
             consumer.acked += 1
             queue.stats.acked += 1
+            if broker.latency.enabled:
+                broker.latency.record(broker.clock.now - message.published_at, consumer.node_id, queue.node_id)
         else:
             self.unacked[tag] = Unacked(message, queue, consumer)
             consumer.unacked += 1
@@ -340,11 +348,17 @@ class Channel:
             queue.stats.acked += 1
             self.unacked_count -= 1
             consumer = entry.consumer
+            broker = self.broker
+            if broker.latency.enabled:
+                broker.latency.record(
+                    broker.clock.now - entry.message.published_at,
+                    consumer.node_id if consumer is not None else None,
+                    queue.node_id,
+                )
             if consumer is None:
                 return
             consumer.unacked -= 1
             consumer.acked += 1
-            broker = self.broker
             if broker.flow.enabled:
                 broker.flow.add(broker.clock.now, "acked", consumer.node_id, queue.node_id, entry.message)
             if self.global_prefetch:
@@ -355,9 +369,16 @@ class Channel:
         entries = self._take(delivery_tag, multiple)
         broker = self.broker
         flow = broker.flow
+        latency = broker.latency
         for entry in entries:
             entry.queue.settle_acked()
             consumer = entry.consumer
+            if latency.enabled:
+                latency.record(
+                    broker.clock.now - entry.message.published_at,
+                    consumer.node_id if consumer is not None else None,
+                    entry.queue.node_id,
+                )
             if consumer is not None:
                 consumer.unacked -= 1
                 consumer.acked += 1
@@ -368,27 +389,33 @@ class Channel:
 
     def basic_nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         entries = self._take(delivery_tag, multiple)
-        self._settle_negative(entries, requeue)
+        self._settle_negative(entries, requeue, by_client=True)
 
     def basic_reject(self, delivery_tag: int, requeue: bool = True) -> None:
-        self._settle_negative(self._take(delivery_tag, False), requeue)
+        self._settle_negative(self._take(delivery_tag, False), requeue, by_client=True)
 
     def basic_recover(self, requeue: bool = True) -> None:
         if not requeue:
             raise errors.ConnectionError(540, "requeue=false")
         entries = list(self.unacked.values())
         self.unacked.clear()
-        self._settle_negative(entries, True)
+        self._settle_negative(entries, True, why="recover")
 
-    def _settle_negative(self, entries: list[Unacked], requeue: bool) -> None:
+    def _settle_negative(self, entries: list[Unacked], requeue: bool, by_client: bool = False, why: str = "") -> None:
+        """Settle deliveries negatively: nacked or rejected by the client (``by_client``),
+        or given back (``why``: the channel closed, the client asked to recover)."""
         broker = self.broker
         for entry in entries:
             consumer = entry.consumer
             if consumer is not None:
                 consumer.unacked -= 1
+            if by_client:
+                entry.queue.stats.nacked += 1
+                if consumer is not None:
+                    consumer.nacked += 1
             if broker.flow.enabled:
                 node = consumer.node_id if consumer is not None else self.connection.name
-                detail = "requeue" if requeue else "discard"
+                detail = ("requeue" if requeue else "discard") if by_client else why
                 broker.flow.add(broker.clock.now, "nacked", node, entry.queue.node_id, entry.message, detail)
             if requeue:
                 entry.queue.requeue(entry.message)
@@ -428,7 +455,7 @@ class Channel:
             cancelled.append(consumer.queue)
         entries = list(self.unacked.values())
         self.unacked.clear()
-        self._settle_negative(entries, True)
+        self._settle_negative(entries, True, why="channel closed")
         self.closed = True
         self.connection.channels.pop(self.number, None)
         for queue in {entry.queue for entry in entries}:

@@ -6,6 +6,7 @@ here grows with the number of messages.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -85,30 +86,142 @@ class FlowLog:
         self._ring = [None] * self.capacity
 
 
+class LatencyRecorder:
+    """End-to-end latency, from publish to ack, per node: log-scale histograms per sample interval.
+
+    The broker records each settled message against its consumer, its queue and
+    ``"*"`` (the whole broker); at each sample the histograms of the last
+    ``window`` intervals give each node's count, median and 99th percentile.
+    Off until a reader turns it on (``enabled``).
+    """
+
+    FLOOR = 1e-4  # seconds: anything faster counts as this
+    GROWTH = 1.04  # each bucket 4 % wider than the one before: percentiles within 4 %
+    TOTAL = "*"
+
+    def __init__(self, window: int = 4) -> None:
+        self.enabled = False
+        self.current: dict[str, dict[int, int]] = {}
+        self.recent: deque[dict[str, dict[int, int]]] = deque(maxlen=max(window, 1))
+        self._log_growth = math.log(self.GROWTH)
+
+    def record(self, seconds: float, consumer: str | None, queue: str) -> None:
+        bucket = int(math.log(seconds / self.FLOOR) / self._log_growth) if seconds > self.FLOOR else 0
+        current = self.current
+        for node in (consumer, queue, self.TOTAL):
+            if node is None:
+                continue
+            histogram = current.get(node)
+            if histogram is None:
+                histogram = current[node] = {}
+            histogram[bucket] = histogram.get(bucket, 0) + 1
+
+    def roll(self) -> dict[str, tuple[int, float, float]]:
+        """Close the interval: ``{node: (count, median, p99)}`` over the window, in seconds."""
+        self.recent.append(self.current)
+        self.current = {}
+        merged: dict[str, dict[int, int]] = {}
+        for interval in self.recent:
+            for node, histogram in interval.items():
+                into = merged.get(node)
+                if into is None:
+                    merged[node] = dict(histogram)
+                    continue
+                for bucket, count in histogram.items():
+                    into[bucket] = into.get(bucket, 0) + count
+        return {node: self._summary(histogram) for node, histogram in merged.items()}
+
+    def clear(self) -> None:
+        self.current = {}
+        self.recent.clear()
+
+    def _summary(self, histogram: dict[int, int]) -> tuple[int, float, float]:
+        total = sum(histogram.values())
+        ranks = (math.ceil(total * 0.5), math.ceil(total * 0.99))
+        found: list[float] = []
+        seen = 0
+        for bucket in sorted(histogram):
+            seen += histogram[bucket]
+            while len(found) < 2 and seen >= ranks[len(found)]:
+                found.append(self.bucket_value(bucket))
+        return total, found[0], found[1]
+
+    def bucket_value(self, bucket: int) -> float:
+        """The middle of a bucket, in seconds."""
+        if bucket == 0:
+            return self.FLOOR
+        return self.FLOOR * self.GROWTH ** (bucket + 0.5)
+
+
 class Sample(NamedTuple):
     time: float
     counters: dict[str, tuple[int, ...]]
+    latency: dict[str, tuple[int, float, float]] = {}
 
 
 class CounterHistory:
     """Counters of every node sampled at a fixed virtual interval, for rates and plots.
 
-    ``read`` returns ``{node_id: (counter, ...)}``; the history keeps the last
-    ``keep`` samples.
+    ``read`` returns ``{node_id: (counter, ...)}``. The last ``keep`` samples are
+    kept as taken (five minutes at the simulation's 0.25 s); a second, coarser
+    series keeps the whole run in at most ``coarse_keep`` samples, thinning
+    itself (every other sample, twice the interval) when it fills. Memory stays
+    flat however long the run.
     """
 
-    def __init__(self, read: Callable[[], dict[str, tuple[int, ...]]], keep: int = 7200) -> None:
+    def __init__(
+        self,
+        read: Callable[[], dict[str, tuple[int, ...]]],
+        keep: int = 1200,
+        coarse_keep: int = 720,
+        coarse_every: int = 4,
+    ) -> None:
         self._read = read
         self.samples: deque[Sample] = deque(maxlen=keep)
+        self.coarse: list[Sample] = []
+        self.coarse_keep = max(coarse_keep, 4)
+        self._coarse_every = max(coarse_every, 1)
+        self._since_coarse = 0
 
-    def sample(self, now: float) -> None:
-        self.samples.append(Sample(now, self._read()))
+    def sample(self, now: float, latency: dict[str, tuple[int, float, float]] | None = None) -> None:
+        sample = Sample(now, self._read(), latency or {})
+        self.samples.append(sample)
+        self._since_coarse += 1
+        if self._since_coarse >= self._coarse_every or not self.coarse:
+            self._since_coarse = 0
+            self.coarse.append(sample)
+            if len(self.coarse) >= self.coarse_keep:
+                self.coarse = self.coarse[::2]
+                self._coarse_every *= 2
+
+    def window(self, seconds: float | None) -> list[Sample]:
+        """The samples of the last ``seconds`` of the run (None: all of it), oldest first."""
+        samples = self.samples
+        if not samples:
+            return []
+        newest = samples[-1].time
+        if seconds is not None and newest - samples[0].time >= seconds - 1e-9:
+            start = newest - seconds
+            found = []
+            for sample in reversed(samples):
+                if sample.time < start - 1e-9:
+                    break
+                found.append(sample)
+            found.reverse()
+            return found
+        if not self.coarse or samples[0] is self.coarse[0]:
+            return list(samples)  # the fine series still holds the whole run
+        last = self.coarse[-1].time
+        return [*self.coarse, *(s for s in samples if s.time > last)]
 
     def __iter__(self) -> Iterator[Sample]:
         return iter(self.samples)
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def latest(self) -> Sample | None:
+        return self.samples[-1] if self.samples else None
 
     def rates(self, node_id: str, window: float = 1.0) -> tuple[float, ...] | None:
         """Per-second rate of each counter of a node over the last ``window`` seconds."""

@@ -21,6 +21,7 @@ class QueueStats:
         "delivered",
         "redelivered",
         "acked",
+        "nacked",
         "requeued",
         "rejected",
         "expired",
@@ -35,6 +36,7 @@ class QueueStats:
         self.delivered = 0  # deliveries to consumers and basic.get (redeliveries included)
         self.redelivered = 0
         self.acked = 0
+        self.nacked = 0  # nacks and rejects from clients, requeued or not
         self.requeued = 0
         self.rejected = 0  # nacked or rejected without requeue
         self.expired = 0

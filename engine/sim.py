@@ -41,9 +41,24 @@ COUNTERS: dict[str, tuple[str, ...]] = {
         "dropped",
         "dead_lettered",
         "rejected",
+        "nacked",
     ),
-    "consumer": ("delivered", "acked", "unacked", "buffered", "processed"),
-    "totals": ("published", "routed", "unroutable", "delivered", "acked", "ready", "unacked"),
+    "consumer": ("delivered", "acked", "unacked", "buffered", "processed", "nacked", "redelivered"),
+    "totals": (
+        "published",
+        "routed",
+        "unroutable",
+        "delivered",
+        "acked",
+        "ready",
+        "unacked",
+        "nacked",
+        "redelivered",
+        "dropped",
+        "expired",
+        "returned",
+        "dead_lettered",
+    ),
 }
 TOTALS_ID = "totals:*:*"
 UNKNOWN_TYPE = "unknown"  # an exchange a file's bindings name but do not declare
@@ -206,6 +221,8 @@ class SimConsumer:
         self.delivered = 0
         self.acked = 0  # as the broker counts: with auto-ack, on delivery
         self.processed = 0  # messages whose work is done (failed ones included)
+        self.nacked = 0  # failures nacked or rejected
+        self.redelivered = 0  # deliveries of messages delivered before
         self.failed = 0
         self.crashes = 0
         self.last_error = ""
@@ -301,6 +318,8 @@ class SimConsumer:
 
     def _on_deliver(self, consumer: ChannelConsumer, delivery_tag: int, message: Message) -> None:
         self.delivered += 1
+        if message.redelivered:
+            self.redelivered += 1
         if consumer.no_ack:
             self.acked += 1
         if self._instant and not self.busy:
@@ -345,6 +364,7 @@ class SimConsumer:
             if model.on_failure == "crash":
                 self.crash()
             elif self._acks:
+                self.nacked += 1
                 if model.on_failure == "requeue":
                     channel.basic_nack(delivery_tag, requeue=True)
                 else:
@@ -368,16 +388,26 @@ class Simulation:
         seed: int = 0,
         sample_interval: float | None = 0.25,
         flow_capacity: int = 8192,
-        history: int = 256,
+        history_seconds: float = 300.0,
     ) -> None:
-        """``sample_interval`` None: no counter history (a headless run needs only the end)."""
+        """``sample_interval`` None: no counter history (a headless run needs only the end).
+
+        The history keeps ``history_seconds`` of samples as taken, and the whole run thinned.
+        """
         self.topology = topology
         self.seed = seed
         self.clock = VirtualClock()
         self.flow = FlowLog(flow_capacity)
         self.broker = Broker(self.clock, self.flow)
         self.sample_interval = sample_interval
-        self.history = CounterHistory(self.read_counters, keep=history)
+        interval = sample_interval or 0.25
+        self.history = CounterHistory(
+            self.read_counters,
+            keep=int(history_seconds / interval) + 1,
+            coarse_every=max(int(round(1.0 / interval)), 1),
+        )
+        # Latency percentiles over the last second, like the rates.
+        self.broker.latency.recent = deque(maxlen=max(int(round(1.0 / interval)), 1))
         self.producers: dict[str, SimProducer] = {}
         self.consumers: dict[str, SimConsumer] = {}
         self.started = False
@@ -570,12 +600,12 @@ class Simulation:
             producer.start()
         if self.sample_interval is None:
             return
-        self.history.sample(self.clock.now)
-        self._sample_timer = self.clock.call_later(self.sample_interval, self._sample)
+        self._sample()
 
     def _sample(self) -> None:
         assert self.sample_interval is not None
-        self.history.sample(self.clock.now)
+        latency = self.broker.latency
+        self.history.sample(self.clock.now, latency.roll() if latency.enabled else None)
         self._sample_timer = self.clock.call_later(self.sample_interval, self._sample)
 
     def run_for(self, seconds: float) -> None:
@@ -592,7 +622,7 @@ class Simulation:
         counters: dict[str, tuple[int, ...]] = {}
         for producer in self.producers.values():
             counters[producer.node_id] = (producer.published, producer.returned)
-        ready = unacked = delivered = acked = 0
+        ready = unacked = delivered = acked = nacked = redelivered = dropped = expired = dead_lettered = 0
         for exchange in self.broker.all_exchanges():
             stats = exchange.stats
             counters[exchange.node_id] = (stats.received, stats.routed, stats.alternated, stats.unroutable)
@@ -611,11 +641,17 @@ class Simulation:
                 s.dropped,
                 s.dead_lettered,
                 s.rejected,
+                s.nacked,
             )
             ready += queue.depth
             unacked += queue.unacked
             delivered += s.delivered
             acked += s.acked
+            nacked += s.nacked
+            redelivered += s.redelivered
+            dropped += s.dropped
+            expired += s.expired
+            dead_lettered += s.dead_lettered
         for consumer in self.consumers.values():
             counters[consumer.node_id] = (
                 consumer.delivered,
@@ -623,9 +659,25 @@ class Simulation:
                 consumer.unacked,
                 len(consumer.buffer),
                 consumer.processed,
+                consumer.nacked,
+                consumer.redelivered,
             )
         b = self.broker.stats
-        counters[TOTALS_ID] = (b.published, b.routed, b.unroutable, delivered, acked, ready, unacked)
+        counters[TOTALS_ID] = (
+            b.published,
+            b.routed,
+            b.unroutable,
+            delivered,
+            acked,
+            ready,
+            unacked,
+            nacked,
+            redelivered,
+            dropped,
+            expired,
+            b.returned,
+            dead_lettered,
+        )
         return counters
 
     def report(self) -> dict[str, Any]:
