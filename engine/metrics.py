@@ -42,12 +42,50 @@ class FlowEvent(NamedTuple):
     detail: str = ""
 
 
+class MessageTraces:
+    """Every flow event of the most recent ``capacity`` messages, by message id: their traces.
+
+    All copies of a publish share its id, so a message's trace holds every queue
+    it reached and every fate it met, dead-lettering included. Off until a
+    reader turns it on (``enabled``); the oldest messages' traces make room.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self.enabled = False
+        self._hops: dict[int, list[tuple[Any, ...]]] = {}
+        self._order: deque[int] = deque()
+
+    def record(self, entry: tuple[Any, ...]) -> None:
+        msg_id = entry[6]
+        hops = self._hops.get(msg_id)
+        if hops is None:
+            hops = self._hops[msg_id] = []
+            self._order.append(msg_id)
+            if len(self._order) > self.capacity:
+                self._hops.pop(self._order.popleft(), None)
+        hops.append(entry)
+
+    def hops(self, msg_id: int) -> list[FlowEvent] | None:
+        """The message's events in the order they happened; None when it is not (or no longer) kept."""
+        hops = self._hops.get(msg_id)
+        return None if hops is None else [FlowEvent(*entry) for entry in hops]
+
+    def __len__(self) -> int:
+        return len(self._hops)
+
+    def clear(self) -> None:
+        self._hops.clear()
+        self._order.clear()
+
+
 class FlowLog:
     """The most recent flow events in a fixed-size ring.
 
     Recording is off until a reader turns it on (``enabled``); readers ask for
     what came after the sequence number they last saw, and get at most the
-    ring's capacity.
+    ring's capacity. With ``traces`` enabled, each event is also kept in its
+    message's trace.
     """
 
     def __init__(self, capacity: int = 8192) -> None:
@@ -55,22 +93,17 @@ class FlowLog:
         self.enabled = False
         self.count = 0
         self._ring: list[tuple[Any, ...] | None] = [None] * capacity
+        self.traces = MessageTraces()
 
     def add(
         self, time: float, kind: str, source: str | None, target: str | None, message: Message, detail: str = ""
     ) -> None:
         count = self.count
-        self._ring[count % self.capacity] = (
-            count,
-            time,
-            kind,
-            source,
-            target,
-            message.routing_key,
-            message.msg_id,
-            detail,
-        )
+        entry = (count, time, kind, source, target, message.routing_key, message.msg_id, detail)
+        self._ring[count % self.capacity] = entry
         self.count = count + 1
+        if self.traces.enabled:
+            self.traces.record(entry)
 
     def since(self, seq: int, limit: int | None = None) -> list[FlowEvent]:
         """Events numbered ``seq`` and later, oldest first; at most ``limit`` of the newest."""
@@ -84,6 +117,7 @@ class FlowLog:
     def clear(self) -> None:
         self.count = 0
         self._ring = [None] * self.capacity
+        self.traces.clear()
 
 
 class LatencyRecorder:

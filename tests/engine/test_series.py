@@ -65,9 +65,7 @@ def test_rates_levels_and_latency_of_a_queue_and_its_consumer() -> None:
     p50 = settled(queue.latency["latency p50"])
     assert p50 and all(18 <= v <= 24 for v in p50)
     consumer = series(sim.history, "consumer:/:worker", window=None)
-    assert settled(consumer.latency["latency p99"]) == pytest.approx(
-        settled(queue.latency["latency p99"]), rel=0.01
-    )
+    assert settled(consumer.latency["latency p99"]) == pytest.approx(settled(queue.latency["latency p99"]), rel=0.01)
 
 
 def test_a_slow_consumer_shows_as_growing_depth_and_latency() -> None:
