@@ -516,7 +516,8 @@ class Broker:
         routing_key: str = "",
         arguments: dict[str, Any] | None = None,
         requester: Any = None,
-    ) -> None:
+    ) -> Binding | None:
+        """Remove a binding; the one removed, or None when there was none (which is no error)."""
         host = self.get_vhost(vhost)
         if source == "" or (destination_type == "exchange" and destination == ""):
             raise errors.access_refused("operation not permitted on the default exchange")
@@ -524,14 +525,15 @@ class Broker:
         # exist; only a binding that is there is checked against exclusivity.
         exchange = host.exchanges.get(source)
         if exchange is None:
-            return
+            return None
         key = Binding(vhost, source, destination, destination_type, routing_key, arguments).key
         for binding in exchange.router.bindings:
             if binding.key == key:
                 if destination_type == "queue":
                     self.lookup_queue(vhost, destination, requester)
                 self._remove_binding(host, exchange, binding)
-                return
+                return binding
+        return None
 
     def _remove_binding(self, host: VirtualHost, exchange: Exchange, binding: Binding, cascade: bool = True) -> None:
         exchange.router.remove(binding)
@@ -593,6 +595,11 @@ class Broker:
                 queue.policy_changed()
 
     # -- publishing -------------------------------------------------------------------
+
+    @property
+    def published_count(self) -> int:
+        """Messages published so far; message ids count up from 1."""
+        return self._msg_seq
 
     def publish(
         self,
@@ -689,7 +696,7 @@ class Broker:
                     binding = matched[0]  # type: ignore[index]
                     binding.routed += 1
                     if flow.enabled:
-                        flow.add(now, "routed", exchange.node_id, binding.node_id, message)
+                        flow.add(now, "routed", exchange.node_id, binding.node_id, message, binding.destination_node)
                     queue = queues_by_name.get(binding.destination)
                     return [queue] if queue is not None else []
                 found = []
@@ -697,7 +704,7 @@ class Broker:
                 for binding in matched:
                     binding.routed += 1
                     if flow.enabled:
-                        flow.add(now, "routed", exchange.node_id, binding.node_id, message)
+                        flow.add(now, "routed", exchange.node_id, binding.node_id, message, binding.destination_node)
                     if binding.destination not in seen:
                         seen.add(binding.destination)
                         queue = queues_by_name.get(binding.destination)
@@ -738,7 +745,7 @@ class Broker:
                 matched = True
                 binding.routed += 1
                 if flow.enabled:
-                    flow.add(now, "routed", current.node_id, binding.node_id, message)
+                    flow.add(now, "routed", current.node_id, binding.node_id, message, binding.destination_node)
                 destination = binding.destination
                 if binding.destination_type == "queue":
                     if destination not in found_names:
@@ -802,7 +809,11 @@ class Broker:
             self.flow.add(self.clock.now, "dead_lettered", queue.node_id, exchange.node_id, dead, reason)
         targets = self._route_keys(host, exchange, dead, routing_keys)
         if reason != "rejected":
-            targets = [t for t in targets if not _is_cycle(t.name, dead)]
+            cycles = [t for t in targets if _is_cycle(t.name, dead)]
+            if cycles:
+                targets = [t for t in targets if t not in cycles]
+                for target in cycles:
+                    self.record_flow("dropped", target.node_id, None, dead, "dead-letter cycle")
         if not targets:
             return
         copies = [dead] + [dead.copy() for _ in range(len(targets) - 1)]

@@ -285,7 +285,8 @@ class Channel:
             consumer.redelivered += 1
         broker = self.broker
         if broker.flow.enabled:
-            broker.flow.add(broker.clock.now, "delivered", queue.node_id, consumer.node_id, message)
+            detail = "auto-ack" if consumer.no_ack else ""
+            broker.flow.add(broker.clock.now, "delivered", queue.node_id, consumer.node_id, message, detail)
         if consumer.no_ack:
             consumer.acked += 1
             queue.stats.acked += 1
@@ -309,6 +310,10 @@ class Channel:
             return None
         tag = self._next_tag
         self._next_tag = tag + 1
+        broker = self.broker
+        if broker.flow.enabled:
+            detail = "basic.get, no ack" if no_ack else "basic.get"
+            broker.flow.add(broker.clock.now, "delivered", target.node_id, None, message, detail)
         if no_ack:
             target.stats.acked += 1
         else:
@@ -356,6 +361,8 @@ class Channel:
                     queue.node_id,
                 )
             if consumer is None:
+                if broker.flow.enabled:
+                    broker.flow.add(broker.clock.now, "acked", None, queue.node_id, entry.message, "basic.get")
                 return
             consumer.unacked -= 1
             consumer.acked += 1
@@ -382,8 +389,9 @@ class Channel:
             if consumer is not None:
                 consumer.unacked -= 1
                 consumer.acked += 1
-                if flow.enabled:
-                    flow.add(broker.clock.now, "acked", consumer.node_id, entry.queue.node_id, entry.message)
+            if flow.enabled:
+                source = consumer.node_id if consumer is not None else None
+                flow.add(broker.clock.now, "acked", source, entry.queue.node_id, entry.message)
         self.unacked_count -= len(entries)
         self._release(entries)
 

@@ -92,6 +92,44 @@ def queue_messages(broker: Broker, queue: Queue, limit: int = 200) -> QueueListi
     return QueueListing(rows, queue.depth, queue.unacked)
 
 
+# Deliveries after which the message is settled at once: nothing will ack it.
+_SETTLED_ON_DELIVERY = ("auto-ack", "basic.get, no ack")
+
+
+def whereabouts(events: list[FlowEvent]) -> dict[str, tuple[str, str | None]]:
+    """Where the copies of a message are after ``events`` (its trace, in order):
+    ``{queue node: ("ready", None) | ("unacked", consumer node)}``; empty once every copy is settled."""
+    places: dict[str, tuple[str, str | None]] = {}
+    for event in events:
+        kind = event.kind
+        if kind == "routed":
+            destination = event.detail if event.detail else event.target
+            if destination is not None and destination.startswith("queue:"):
+                places[destination] = ("ready", None)
+        elif kind == "delivered" and event.source is not None:
+            if event.detail in _SETTLED_ON_DELIVERY:
+                places.pop(event.source, None)
+            else:
+                places[event.source] = ("unacked", event.target)
+        elif kind == "acked" and event.target is not None:
+            places.pop(event.target, None)
+        elif kind == "nacked" and event.target is not None:
+            if event.detail == "discard":
+                places.pop(event.target, None)
+            else:
+                places[event.target] = ("ready", None)
+        elif kind == "requeued" and event.source is not None:
+            places[event.source] = ("ready", None)
+        elif kind in ("expired", "dropped", "dead_lettered") and event.source is not None:
+            places.pop(event.source, None)
+    return places
+
+
+def journey_over(events: list[FlowEvent]) -> bool:
+    """True once a published message has met its end everywhere it went."""
+    return bool(events) and not whereabouts(events)
+
+
 def find_message(broker: Broker, msg_id: int) -> list[tuple[Queue, Message]]:
     """Every copy of a message still in a queue (ready or held by a consumer)."""
     found = []

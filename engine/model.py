@@ -169,6 +169,74 @@ class Consumer:
         return None if self.queue is None else node_id("queue", self.vhost, self.queue)
 
 
+# What a timeline event can do, and the kind of node it acts on ("" for the broker itself).
+TIMELINE_ACTIONS: dict[str, str] = {
+    "kill": "consumer",  # the consumer dies: its unacked messages go back, redelivered; it stays down
+    "restart": "consumer",  # a killed consumer comes back
+    "slow": "consumer",  # its work takes ``factor`` times as long (1: its normal pace)
+    "fail": "consumer",  # a ``share`` of its messages fail, handled by ``on_failure`` (share 0: none)
+    "stop": "producer",
+    "start": "producer",
+    "burst": "producer",  # publishes ``count`` messages at once
+    "rate": "producer",  # publishes at ``rate`` msg/s from now on
+    "unbind": "exchange",  # removes a binding from the running broker
+    "bind": "exchange",
+    "restart_broker": "",  # non-durable queues and transient messages are gone
+}
+
+
+@dataclass
+class TimelineEvent:
+    """A fault or change the simulation plays by itself ``at`` seconds into a run, so a lesson replays."""
+
+    at: float
+    action: str  # one of TIMELINE_ACTIONS
+    vhost: str = DEFAULT_VHOST
+    node: str | None = None  # the consumer, producer or exchange it acts on, by name
+    factor: float | None = None  # slow
+    share: float | None = None  # fail
+    on_failure: str | None = None  # fail: one of FAILURE_ACTIONS (default: the consumer's own)
+    count: int | None = None  # burst
+    rate: float | None = None  # rate
+    destination: str | None = None  # bind, unbind
+    destination_type: str = "queue"
+    routing_key: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> str | None:
+        kind = TIMELINE_ACTIONS.get(self.action, "")
+        return node_id(kind, self.vhost, self.node) if kind and self.node is not None else None
+
+    def describe(self) -> str:
+        a, n = self.action, self.node
+        if a == "kill":
+            return f"kill consumer {n}"
+        if a == "restart":
+            return f"restart consumer {n}"
+        if a == "slow":
+            return f"consumer {n} at normal pace" if self.factor == 1 else f"slow consumer {n} ×{self.factor:g}"
+        if a == "fail":
+            if not self.share:
+                return f"consumer {n} stops failing"
+            how = f", {self.on_failure}" if self.on_failure else ""
+            return f"consumer {n} fails {self.share:.0%} of its messages{how}"
+        if a == "stop":
+            return f"stop producer {n}"
+        if a == "start":
+            return f"start producer {n}"
+        if a == "burst":
+            return f"burst of {self.count:,} messages from {n}"
+        if a == "rate":
+            return f"producer {n} at {self.rate:g} msg/s"
+        if a in ("bind", "unbind"):
+            key = f" '{self.routing_key}'" if self.routing_key else ""
+            return f"{a} {n} → {self.destination}{key}"
+        if a == "restart_broker":
+            return "restart the broker"
+        return a
+
+
 @dataclass
 class Topology:
     vhosts: list[Vhost] = field(default_factory=lambda: [Vhost(DEFAULT_VHOST)])
@@ -178,6 +246,7 @@ class Topology:
     policies: list[Policy] = field(default_factory=list)
     producers: list[Producer] = field(default_factory=list)
     consumers: list[Consumer] = field(default_factory=list)
+    timeline: list[TimelineEvent] = field(default_factory=list)
     layout: dict[str, tuple[float, float]] = field(default_factory=dict)
     title: str = ""
     description: str = ""

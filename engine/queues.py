@@ -29,6 +29,7 @@ class QueueStats:
         "purged",
         "dead_lettered",
         "refused",
+        "lost",
     )
 
     def __init__(self) -> None:
@@ -44,6 +45,7 @@ class QueueStats:
         self.purged = 0
         self.dead_lettered = 0
         self.refused = 0  # publishes turned away by reject-publish
+        self.lost = 0  # transient messages a broker restart took
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -497,16 +499,41 @@ class Queue:
             self._enforce_length_limit()
         self._expire_head()
 
-    def purge(self) -> int:
+    def purge(self, why: str = "purged") -> int:
         count = len(self.ready)
+        if count and self.broker.flow.enabled:
+            for message in self.ready:
+                self.broker.record_flow("dropped", self.node_id, None, message, why)
         self.ready.clear()
         self.ready_bytes = 0
         self.stats.purged += count
         self._schedule_expiry()
         return count
 
+    def recover_after_restart(self) -> int:
+        """A durable queue after a broker restart: only persistent messages were on disk (a quorum
+        queue keeps everything). Returns how many messages were lost."""
+        if self.quorum:
+            return 0
+        kept = [m for m in self.ready if m.persistent]
+        lost = len(self.ready) - len(kept)
+        if not lost:
+            return 0
+        if self.broker.flow.enabled:
+            for message in self.ready:
+                if not message.persistent:
+                    self.broker.record_flow("dropped", self.node_id, None, message, "broker restart")
+        self.ready.clear()
+        self.ready_bytes = 0
+        for message in kept:
+            self.ready.append(message)
+            self.ready_bytes += message.size
+        self.stats.lost += lost
+        self._schedule_expiry()
+        return lost
+
     def delete(self) -> int:
-        count = self.purge()
+        count = self.purge("queue deleted")
         self.deleted = True
         for timer in (self._expiry_timer, self._lease_timer):
             cancel(timer)

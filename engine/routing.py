@@ -26,6 +26,7 @@ class Binding:
         "routing_key",
         "arguments",
         "node_id",
+        "destination_node",
         "routed",
     )
 
@@ -45,6 +46,7 @@ class Binding:
         self.routing_key = routing_key
         self.arguments = dict(arguments or {})
         self.node_id = binding_id(vhost, source, destination_type, destination, routing_key, self.arguments)
+        self.destination_node = node_id(destination_type, vhost, destination)
         self.routed = 0
 
     @property

@@ -21,9 +21,20 @@ from .broker import Broker
 from .channel import Channel, ChannelConsumer, Connection
 from .clock import Timer, VirtualClock, cancel
 from .errors import AMQPError
+from .inspection import journey_over
 from .message import PERSISTENT, Message
-from .metrics import CounterHistory, FlowLog
-from .model import Binding, Consumer, Producer, Queue, Topology, split_node_id
+from .metrics import CounterHistory, FlowEvent, FlowLog
+from .model import (
+    TIMELINE_ACTIONS,
+    Binding,
+    Consumer,
+    Producer,
+    Queue,
+    TimelineEvent,
+    Topology,
+    node_id,
+    split_node_id,
+)
 
 # The counters kept for each kind of node, in the order history samples hold them.
 COUNTERS: dict[str, tuple[str, ...]] = {
@@ -62,6 +73,10 @@ COUNTERS: dict[str, tuple[str, ...]] = {
 }
 TOTALS_ID = "totals:*:*"
 UNKNOWN_TYPE = "unknown"  # an exchange a file's bindings name but do not declare
+
+
+class FaultRefused(ValueError):
+    """A fault that cannot be played: its consumer, producer or exchange is not there."""
 
 
 class KeyTemplate:
@@ -127,6 +142,8 @@ class SimProducer:
         self.failed = 0
         self.last_error = ""
         self.running = False
+        self.halted = False  # stopped by a fault until started again
+        self.rate_override: float | None = None  # a fault's rate, in place of the model's
         self._timer: Timer | None = None
         self._publish = sim.broker.publish
         self._call_later = sim.clock.call_later
@@ -148,12 +165,17 @@ class SimProducer:
         if self.running:
             self.start()
 
+    @property
+    def rate(self) -> float:
+        return self.model.rate if self.rate_override is None else self.rate_override
+
     def start(self) -> None:
         self.stop()
         self.running = True
         model = self.model
-        if model.rate > 0 and model.exchange is not None:
-            self._period = 1.0 / model.rate
+        rate = self.rate
+        if rate > 0 and model.exchange is not None and not self.halted:
+            self._period = 1.0 / rate
             tick = self._steady_tick if model.pattern == "steady" else self._tick
             self._timer = self.sim.clock.call_later(self._interval(first=True), tick)
 
@@ -162,8 +184,30 @@ class SimProducer:
         cancel(self._timer)
         self._timer = None
 
+    def halt(self) -> None:
+        """A fault: stop publishing until ``resume``."""
+        self.halted = True
+        cancel(self._timer)
+        self._timer = None
+
+    def resume(self) -> None:
+        self.halted = False
+        if self.running:
+            self.start()
+
+    def set_rate(self, rate: float | None) -> None:
+        """A fault: publish at ``rate`` (None: the model's rate again)."""
+        self.rate_override = rate
+        if self.running:
+            self.start()
+
+    def burst(self, count: int) -> None:
+        """A fault: ``count`` messages at once."""
+        for _ in range(count):
+            self.publish_one()
+
     def _interval(self, first: bool = False) -> float:
-        rate = self.model.rate
+        rate = self.rate
         if self.model.pattern == "poisson":
             return self.rng.expovariate(rate)
         if first:
@@ -229,6 +273,9 @@ class SimConsumer:
         self.channel: Channel | None = None
         self.consumer_tag: str | None = None
         self.running = False
+        self.killed = False  # by a fault: down until revived
+        self.slowdown = 1.0  # a fault's factor on the work time
+        self.fault_failure: tuple[float, str] | None = None  # a fault's failure share and action
         self._generation = 0  # bumped when the channel goes; stale work timers see it and stop
         self._restart: Timer | None = None
         self.configure(model)
@@ -237,23 +284,61 @@ class SimConsumer:
         """Take a new model; a new queue, prefetch or ack mode means a new subscription."""
         old = getattr(self, "model", None)
         self.model = model
-        self._instant = model.work_ms == 0 and model.work_spread_ms == 0 and not model.failure_rate
         self._acks = model.ack_mode == "manual"
+        self._update_instant()
         resubscribe = old is None or (old.queue, old.prefetch, old.ack_mode, old.vhost) != (
             model.queue,
             model.prefetch,
             model.ack_mode,
             model.vhost,
         )
-        if self.running and resubscribe:
+        if self.running and resubscribe and not self.killed:
             self._unsubscribe()
             self._subscribe()
+
+    def _update_instant(self) -> None:
+        model = self.model
+        self._instant = model.work_ms == 0 and model.work_spread_ms == 0 and not self.failure[0]
+
+    @property
+    def failure(self) -> tuple[float, str]:
+        """The share of messages that fail and what a failure does: a fault's, else the model's."""
+        if self.fault_failure is not None:
+            return self.fault_failure
+        return self.model.failure_rate, self.model.on_failure
 
     def start(self) -> None:
         if self.running:
             return
         self.running = True
-        self._subscribe()
+        if not self.killed:
+            self._subscribe()
+
+    def kill(self) -> None:
+        """A fault: die now and stay down; the broker takes back every unacked message."""
+        if self.killed:
+            return
+        self.killed = True
+        self.crashes += 1
+        cancel(self._restart)
+        self._restart = None
+        self._unsubscribe()
+
+    def revive(self) -> None:
+        """Come back after ``kill`` (or at once, after a crash)."""
+        self.killed = False
+        cancel(self._restart)
+        self._restart = None
+        if self.running and self.channel is None:
+            self._subscribe()
+
+    def slow_down(self, factor: float) -> None:
+        self.slowdown = factor
+
+    def fail(self, share: float, action: str | None = None) -> None:
+        """A fault: a ``share`` of messages fail from now on (0: none); ``action`` defaults to the model's."""
+        self.fault_failure = (share, action or self.model.on_failure)
+        self._update_instant()
 
     def stop(self) -> None:
         """Close the channel: unacked messages go back to the queue, marked redelivered."""
@@ -309,7 +394,7 @@ class SimConsumer:
 
     def _come_back(self) -> None:
         self._restart = None
-        if self.running and self.channel is None:
+        if self.running and self.channel is None and not self.killed:
             self._subscribe()
 
     @property
@@ -334,7 +419,7 @@ class SimConsumer:
         work = model.work_ms
         if model.work_spread_ms:
             work += (self.rng.random() * 2 - 1) * model.work_spread_ms
-        return max(work, 0.0) / 1000.0
+        return max(work, 0.0) * self.slowdown / 1000.0
 
     def _work_next(self) -> None:
         if not self.buffer:
@@ -354,18 +439,18 @@ class SimConsumer:
         self.sim.clock.call_later(self._work_time(), self._finish, delivery_tag, self._generation)
 
     def _settle(self, delivery_tag: int) -> None:
-        model = self.model
         self.processed += 1
         channel = self.channel
         if channel is None:
             return
-        if model.failure_rate and self.rng.random() < model.failure_rate:
+        share, action = self.failure
+        if share and self.rng.random() < share:
             self.failed += 1
-            if model.on_failure == "crash":
+            if action == "crash":
                 self.crash()
             elif self._acks:
                 self.nacked += 1
-                if model.on_failure == "requeue":
+                if action == "requeue":
                     channel.basic_nack(delivery_tag, requeue=True)
                 else:
                     channel.basic_reject(delivery_tag, requeue=False)
@@ -413,6 +498,10 @@ class Simulation:
         self.started = False
         self._sample_timer: Timer | None = None
         self._connections: dict[str, Connection] = {}
+        self._timeline_timers: list[Timer] = []
+        # What faults did, and when: (time, description), for the plots' markers and the log.
+        self.fault_log: list[tuple[float, str]] = []
+        self.unbound: set[str] = set()  # binding node ids a fault removed from the running broker
         self._declare(topology)
 
     # -- building the broker from the model --------------------------------------------
@@ -586,7 +675,167 @@ class Simulation:
             elif old_consumers.get(consumer.id) != consumer:
                 sim_consumer.configure(consumer)
             if sim_consumer.running and sim_consumer.channel is None and (consumer.vhost, consumer.queue) in recreated:
-                sim_consumer.resubscribe()  # its queue was made anew
+                if not sim_consumer.killed:
+                    sim_consumer.resubscribe()  # its queue was made anew
+        if self.started and old.timeline != topology.timeline:
+            self._schedule_timeline()
+
+    # -- faults and the timeline ----------------------------------------------------------
+
+    def apply(self, event: TimelineEvent) -> str:
+        """Play a fault now (by hand, or from the timeline); returns what happened, for the log.
+
+        Raises FaultRefused, with the reason, when its target is not in the running topology.
+        """
+        action = event.action
+        if action == "restart_broker":
+            text = self.restart_broker()
+            self.fault_log.append((self.clock.now, text))
+            return text
+        kind = TIMELINE_ACTIONS.get(action)
+        if kind is None:
+            raise FaultRefused(f"unknown action '{action}'")
+        if kind == "consumer":
+            consumer = self.consumers.get(node_id("consumer", event.vhost, event.node or ""))
+            if consumer is None:
+                raise FaultRefused(f"no consumer '{event.node}' in vhost '{event.vhost}' is running")
+            if action == "kill":
+                consumer.kill()
+            elif action == "restart":
+                consumer.revive()
+            elif action == "slow":
+                consumer.slow_down(event.factor if event.factor is not None else 1.0)
+            elif action == "fail":
+                consumer.fail(event.share or 0.0, event.on_failure)
+        elif kind == "producer":
+            producer = self.producers.get(node_id("producer", event.vhost, event.node or ""))
+            if producer is None:
+                raise FaultRefused(f"no producer '{event.node}' in vhost '{event.vhost}' is running")
+            if action == "stop":
+                producer.halt()
+            elif action == "start":
+                producer.resume()
+            elif action == "burst":
+                producer.burst(event.count or 0)
+            elif action == "rate":
+                producer.set_rate(event.rate)
+        else:
+            self._fault_binding(event)
+        text = event.describe()
+        self.fault_log.append((self.clock.now, text))
+        return text
+
+    def _fault_binding(self, event: TimelineEvent) -> None:
+        host = self.broker.vhosts.get(event.vhost)
+        if host is None or (event.node or "") not in host.exchanges:
+            raise FaultRefused(f"no exchange '{event.node}' in vhost '{event.vhost}' is running")
+        args = (event.vhost, event.node or "", event.destination or "", event.destination_type, event.routing_key)
+        try:
+            if event.action == "unbind":
+                binding = self.broker.unbind(*args, event.arguments)
+                if binding is not None:
+                    self.unbound.add(binding.node_id)
+            else:
+                binding = self.broker.bind(*args, event.arguments)
+                self.unbound.discard(binding.node_id)
+        except AMQPError as exc:
+            raise FaultRefused(str(exc)) from exc
+
+    def _schedule_timeline(self) -> None:
+        for timer in self._timeline_timers:
+            cancel(timer)
+        now = self.clock.now
+        self._timeline_timers = [
+            self.clock.call_at(event.at, self._play, event)
+            for event in sorted(self.topology.timeline, key=lambda e: e.at)
+            if event.at >= now
+        ]
+
+    def _play(self, event: TimelineEvent) -> None:
+        try:
+            self.apply(event)
+        except FaultRefused as exc:
+            self.fault_log.append((self.clock.now, f"{event.describe()}: not played, {exc}"))
+
+    def restart_broker(self) -> str:
+        """The broker goes down and comes back: connections drop, non-durable queues and exchanges
+        are gone, durable queues keep their persistent messages (quorum queues keep all). The
+        applications reconnect and declare what they use again, as real ones do."""
+        broker = self.broker
+        for consumer in self.consumers.values():
+            if consumer.channel is not None:
+                consumer.crash()
+        for connection in list(broker.connections):
+            connection.close()
+        self._connections.clear()
+        lost = 0
+        gone_queues = 0
+        for queue in list(broker.all_queues()):
+            if not queue.durable or queue.exclusive_owner is not None:
+                lost += queue.depth
+                gone_queues += 1
+                broker.queue_delete(queue.vhost, queue.name)
+            else:
+                lost += queue.recover_after_restart()
+        for exchange in list(broker.all_exchanges()):
+            if not exchange.durable and exchange.name != "" and not exchange.name.startswith("amq."):
+                broker.exchange_delete(exchange.vhost, exchange.name)
+        self._redeclare()
+        self.unbound.clear()
+        return f"restart the broker: {gone_queues} non-durable queue(s) and {lost:,} message(s) lost"
+
+    def _redeclare(self) -> None:
+        broker = self.broker
+        topology = self.topology
+        for x in topology.exchanges:
+            if x.name not in broker.get_vhost(x.vhost).exchanges:
+                broker.add_exchange(x.vhost, x.name, x.type, x.durable, x.auto_delete, x.internal, x.arguments)
+        for q in topology.queues:
+            if q.name not in broker.get_vhost(q.vhost).queues:
+                self._add_queue(q)
+        for b in topology.bindings:
+            broker.bind(b.vhost, b.source, b.destination, b.destination_type, b.routing_key, b.arguments)
+
+    # -- stepping -----------------------------------------------------------------------
+
+    def step(self, limit: int = 100_000) -> list[FlowEvent]:
+        """Run the engine's events one at a time until one of them moves a message.
+
+        Returns the flow events that event made (a publish, say, is routed and
+        delivered at once). Bookkeeping events, such as taking a sample, do not
+        count as a step.
+        """
+        self.start()
+        flow = self.flow
+        enabled, flow.enabled = flow.enabled, True
+        before = flow.count
+        clock = self.clock
+        try:
+            for _ in range(limit):
+                when = clock.next_time()
+                if when is None:
+                    break
+                clock.run_until(when, max_events=1)
+                if flow.count > before:
+                    break
+        finally:
+            flow.enabled = enabled
+        return flow.since(before)
+
+    def follow_next(self) -> Follow:
+        """Follow the next message published: its trace is kept, and ``done`` says when it has ended."""
+        self.flow.enabled = True
+        self.flow.traces.enabled = True
+        return Follow(self)
+
+    def run_until_over(self, follow: Follow, limit: float = 3600.0) -> bool:
+        """Run until the followed message has ended everywhere (or ``limit`` simulated seconds pass)."""
+        self.start()
+        deadline = self.clock.now + limit
+        while not follow.done and self.clock.now < deadline:
+            if not self.step():
+                break
+        return follow.done
 
     # -- running ------------------------------------------------------------------------
 
@@ -598,6 +847,7 @@ class Simulation:
             consumer.start()
         for producer in self.producers.values():
             producer.start()
+        self._schedule_timeline()
         if self.sample_interval is None:
             return
         self._sample()
@@ -782,12 +1032,12 @@ class Simulation:
             problems.append(f"published {b.published} != routed {b.routed} + unroutable {b.unroutable}")
         for queue in self.broker.all_queues():
             s = queue.stats
-            placed = queue.depth + queue.unacked + s.acked + s.expired + s.dropped + s.rejected + s.purged
+            placed = queue.depth + queue.unacked + s.acked + s.expired + s.dropped + s.rejected + s.purged + s.lost
             if s.enqueued != placed:
                 problems.append(
                     f"queue {queue.name!r}: enqueued {s.enqueued} != ready {queue.depth} + unacked {queue.unacked}"
                     f" + acked {s.acked} + expired {s.expired} + dropped {s.dropped} + rejected {s.rejected}"
-                    f" + purged {s.purged}"
+                    f" + purged {s.purged} + lost {s.lost}"
                 )
         consumer_unacked = sum(c.unacked for c in self.consumers.values())
         queue_unacked = sum(q.unacked for q in self.broker.all_queues())
@@ -823,6 +1073,32 @@ def _rate(count: int, seconds: float) -> float:
 
 def _stable_seed(seed: int, name: str) -> int:
     return seed * 1_000_003 + zlib.crc32(name.encode())
+
+
+class Follow:
+    """One message followed from its publish until every copy of it has been settled."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.after = sim.broker.published_count
+        self.msg_id: int | None = None
+
+    @property
+    def started(self) -> bool:
+        if self.msg_id is None and self.sim.broker.published_count > self.after:
+            self.msg_id = self.after + 1
+        return self.msg_id is not None
+
+    @property
+    def events(self) -> list[FlowEvent]:
+        if not self.started:
+            return []
+        assert self.msg_id is not None
+        return self.sim.flow.traces.hops(self.msg_id) or []
+
+    @property
+    def done(self) -> bool:
+        return self.started and journey_over(self.events)
 
 
 class PacedRunner:

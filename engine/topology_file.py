@@ -25,12 +25,14 @@ from .model import (
     BUILTIN_EXCHANGES,
     DEFAULT_VHOST,
     FAILURE_ACTIONS,
+    TIMELINE_ACTIONS,
     Binding,
     Consumer,
     Exchange,
     Policy,
     Producer,
     Queue,
+    TimelineEvent,
     Topology,
     Vhost,
     node_id,
@@ -42,6 +44,9 @@ MAX_RATE = 1_000_000.0  # messages a second from one simulated producer
 MAX_WORK_MS = 86_400_000.0  # a day
 MAX_COORDINATE = 10_000_000.0
 MAX_MILLISECONDS = 4294967295  # RabbitMQ's limit for TTLs and expiry
+MAX_TIMELINE_SECONDS = 10_000_000.0  # about four months of simulated time
+MAX_BURST = 1_000_000
+MAX_SLOWDOWN = 1000.0
 
 POLICY_APPLY_TO = ("all", "queues", "exchanges", "classic_queues", "quorum_queues", "streams")
 OVERFLOW_RULES = ("drop-head", "reject-publish", "reject-publish-dlx")
@@ -483,7 +488,7 @@ def from_definitions(data: Any, file: str = "<definitions>") -> Topology:
     return topology
 
 
-_QC_KEYS = ("format", "title", "description", "producers", "consumers", "exclusive_queues", "layout")
+_QC_KEYS = ("format", "title", "description", "producers", "consumers", "exclusive_queues", "timeline", "layout")
 _PRODUCER_KEYS = (
     "name",
     "vhost",
@@ -602,6 +607,9 @@ def _read_queuecraft(
         seen[consumer.id] = at
         topology.consumers.append(consumer)
 
+    for i, item in enumerate(reader.array(section.get("timeline", []), _at(where, "timeline"))):
+        topology.timeline.append(_read_timeline_event(reader, item, f"{where}.timeline[{i}]", topology, default_vhost))
+
     for i, item in enumerate(reader.array(section.get("exclusive_queues", []), _at(where, "exclusive_queues"))):
         at = f"{where}.exclusive_queues[{i}]"
         queue = next((q for q in topology.queues if q.id == item), None) if isinstance(item, str) else None
@@ -619,6 +627,96 @@ def _read_queuecraft(
         ):
             raise reader.fail(at, f"expected a position [x, y], got {_describe(position)}")
         topology.layout[key] = (float(position[0]), float(position[1]))
+
+
+_TIMELINE_FIELDS: dict[str, tuple[str, ...]] = {
+    "kill": ("consumer",),
+    "restart": ("consumer",),
+    "slow": ("consumer", "factor"),
+    "fail": ("consumer", "share", "on_failure"),
+    "stop": ("producer",),
+    "start": ("producer",),
+    "burst": ("producer", "count"),
+    "rate": ("producer", "rate"),
+    "unbind": ("exchange", "destination", "destination_type", "routing_key", "arguments"),
+    "bind": ("exchange", "destination", "destination_type", "routing_key", "arguments"),
+    "restart_broker": (),
+}
+
+
+def _read_timeline_event(reader: _Reader, item: Any, at: str, topology: Topology, default_vhost: str) -> TimelineEvent:
+    entity = reader.object(item, at)
+    action = reader.choice(entity, at, "action", tuple(TIMELINE_ACTIONS))
+    _refuse_unknown_keys(reader, entity, at, ("at", "action", "vhost", *_TIMELINE_FIELDS[action]))
+    event = TimelineEvent(
+        at=reader.number(entity, at, "at", 0.0, MAX_TIMELINE_SECONDS),
+        action=action,
+        vhost=reader.string(entity, at, "vhost", default_vhost),
+    )
+    kind = TIMELINE_ACTIONS[action]
+    if kind:
+        event.node = reader.string(entity, at, kind)
+        known = {
+            "consumer": [c.name for c in topology.consumers if c.vhost == event.vhost],
+            "producer": [p.name for p in topology.producers if p.vhost == event.vhost],
+            "exchange": [x.name for x in topology.exchanges if x.vhost == event.vhost] + list(BUILTIN_EXCHANGES),
+        }[kind]
+        if event.node not in known:
+            raise reader.fail(_at(at, kind), f"no {kind} named '{event.node}' in vhost '{event.vhost}' in this file")
+    if action == "slow":
+        event.factor = reader.number(entity, at, "factor", 0.01, MAX_SLOWDOWN)
+    elif action == "fail":
+        event.share = reader.number(entity, at, "share", 0.0, 1.0)
+        event.on_failure = reader.get(
+            entity,
+            at,
+            "on_failure",
+            lambda v: v is None or v in FAILURE_ACTIONS,
+            "one of " + ", ".join(f'"{c}"' for c in FAILURE_ACTIONS),
+            None,
+        )
+    elif action == "burst":
+        event.count = reader.integer(entity, at, "count", 1, MAX_BURST)
+    elif action == "rate":
+        event.rate = reader.number(entity, at, "rate", 0.0, MAX_RATE)
+    elif action in ("bind", "unbind"):
+        event.destination_type = reader.choice(entity, at, "destination_type", ("queue", "exchange"), "queue")
+        event.destination = reader.string(entity, at, "destination")
+        names: list[Any] = topology.queues if event.destination_type == "queue" else topology.exchanges
+        builtin = event.destination_type == "exchange" and event.destination in BUILTIN_EXCHANGES
+        if not builtin and not any(e.vhost == event.vhost and e.name == event.destination for e in names):
+            raise reader.fail(
+                _at(at, "destination"),
+                f"no {event.destination_type} named '{event.destination}' in vhost '{event.vhost}' in this file",
+            )
+        event.routing_key = reader.string(entity, at, "routing_key", "")
+        event.arguments = reader.table(entity, at, "arguments")
+    return event
+
+
+def _timeline_entry(event: TimelineEvent) -> dict[str, Any]:
+    entry: dict[str, Any] = {"at": event.at, "action": event.action}
+    if event.vhost != DEFAULT_VHOST:
+        entry["vhost"] = event.vhost
+    kind = TIMELINE_ACTIONS[event.action]
+    if kind:
+        entry[kind] = event.node
+    if event.action == "slow":
+        entry["factor"] = event.factor
+    elif event.action == "fail":
+        entry["share"] = event.share
+        if event.on_failure is not None:
+            entry["on_failure"] = event.on_failure
+    elif event.action == "burst":
+        entry["count"] = event.count
+    elif event.action == "rate":
+        entry["rate"] = event.rate
+    elif event.action in ("bind", "unbind"):
+        entry.update(destination=event.destination, destination_type=event.destination_type)
+        entry["routing_key"] = event.routing_key
+        if event.arguments:
+            entry["arguments"] = event.arguments
+    return entry
 
 
 def _refuse_unknown_keys(reader: _Reader, entity: dict[str, Any], where: str, known: tuple[str, ...]) -> None:
@@ -763,6 +861,8 @@ def _queuecraft_section(topology: Topology) -> dict[str, Any]:
     exclusive = [q.id for q in topology.queues if q.exclusive]
     if exclusive:
         section["exclusive_queues"] = exclusive
+    if topology.timeline:
+        section["timeline"] = [_timeline_entry(e) for e in sorted(topology.timeline, key=lambda e: e.at)]
     section["layout"] = {nid: [round(x, 1), round(y, 1)] for nid, (x, y) in sorted(topology.layout.items())}
     section.update(topology.queuecraft_extra)
     return section

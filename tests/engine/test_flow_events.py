@@ -38,7 +38,7 @@ def test_publish_route_deliver_ack(broker: Broker) -> None:
     channel.basic_ack(tag[0])
     assert events(broker) == [
         ("published", "producer:/:shop", "exchange:/:orders", ""),
-        ("routed", "exchange:/:orders", binding.node_id, ""),
+        ("routed", "exchange:/:orders", binding.node_id, "queue:/:work"),
         ("delivered", "queue:/:work", "consumer:/:worker", ""),
         ("acked", "consumer:/:worker", "queue:/:work", ""),
     ]
@@ -67,9 +67,10 @@ def test_nack_requeue_and_discard_to_the_dead_letter_exchange(broker: Broker) ->
     assert kinds == [
         ("nacked", "requeue"),
         ("requeued", ""),
+        ("delivered", "basic.get"),
         ("nacked", "discard"),
         ("dead_lettered", "rejected"),
-        ("routed", ""),
+        ("routed", "queue:/:dead"),
     ]
 
 
