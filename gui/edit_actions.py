@@ -21,7 +21,7 @@ from engine.edits import (
     remove_edges,
     remove_nodes,
 )
-from engine.model import split_node_id
+from engine.model import node_id, split_node_id
 
 from .scene import GRID
 
@@ -185,7 +185,7 @@ class EditActions(QObject):
 
     def place_new_node(self, kind: str, scene_pos: QPointF) -> None:
         """A node from the palette: named uniquely, placed where it was dropped, then named in place."""
-        from engine.edits import add_node
+        from engine.edits import add_node, unique_name
 
         spec_kind, _, exchange_type = kind.partition(":")
         grid = self.window.scene.snap_grid
@@ -193,14 +193,20 @@ class EditActions(QObject):
         if grid:
             x, y = round(x / grid) * grid, round(y / grid) * grid
         vhost = self._vhost_for_new_nodes()
+        base = exchange_type if spec_kind == "exchange" else spec_kind
+        name = unique_name(self.window.document.topology, spec_kind, vhost, base)
+        new_id = node_id(spec_kind, vhost, name)
         created: list[str] = []
 
         def change(topology) -> None:  # type: ignore[no-untyped-def]
             created.append(
-                add_node(topology, spec_kind, vhost=vhost, position=(x, y), exchange_type=exchange_type or "direct")
+                add_node(
+                    topology, spec_kind, name, vhost=vhost, position=(x, y), exchange_type=exchange_type or "direct"
+                )
             )
 
-        if self.window.apply_edit(f"Add {exchange_type + ' ' if exchange_type else ''}{spec_kind}", change):
+        label = f"Add {exchange_type + ' ' if exchange_type else ''}{spec_kind}"
+        if self.window.apply_edit(label, change, merge_key=f"add:{new_id}"):
             self.window.scene.select_only(created)
             item = self.window.scene.nodes.get(created[0])
             if item is not None:

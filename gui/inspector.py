@@ -7,10 +7,11 @@ choice made) as one undoable edit through the document.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -178,6 +179,7 @@ class Inspector(QWidget):
     """Properties of the one selected node or binding."""
 
     selection_renamed = Signal(str)  # the selected node has a new id (it was renamed)
+    TYPING_PAUSE_MS = 600
 
     def __init__(self, document: Document, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -196,6 +198,12 @@ class Inspector(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.title)
         layout.addWidget(self.scroll, 1)
+        # Multi-line fields apply shortly after typing stops (and at once when they lose focus).
+        self._pending: Callable[[], None] | None = None
+        self._pending_timer = QTimer(self)
+        self._pending_timer.setSingleShot(True)
+        self._pending_timer.setInterval(self.TYPING_PAUSE_MS)
+        self._pending_timer.timeout.connect(self.apply_pending)
         self.show_selection([])
         document.changed.connect(self.refresh)
         document.topology_replaced.connect(lambda: self.show_selection([]))
@@ -219,7 +227,13 @@ class Inspector(QWidget):
         else:
             self.title.setText("Relation")
             self._message(form, "This relation is set on the node it starts from; select that node to change it.")
+        # The old form may be handling one of its own events (a field losing focus
+        # applies an edit that changes the selection): let it go once that is over.
+        old = self.scroll.takeWidget()
         self.scroll.setWidget(form)
+        if old is not None:
+            old.hide()
+            old.deleteLater()
 
     @staticmethod
     def _message(form: QWidget, text: str) -> None:
@@ -283,7 +297,7 @@ class Inspector(QWidget):
             arguments = QPlainTextEdit(format_headers(binding.arguments))
             arguments.setObjectName("arguments")
             arguments.setFixedHeight(90)
-            arguments.textChanged.connect(lambda: self._check_binding(None, arguments.toPlainText()))
+            arguments.textChanged.connect(lambda: self._typed_arguments(arguments.toPlainText()))
             arguments.installEventFilter(self)
             self.widgets["arguments"] = arguments
             layout.addRow("Arguments", self._with_problem(arguments, "arguments"))
@@ -328,7 +342,7 @@ class Inspector(QWidget):
         elif field.kind == "headers":
             text = QPlainTextEdit()
             text.setFixedHeight(70)
-            text.textChanged.connect(lambda f=field, t=text: self._check(f, t.toPlainText()))
+            text.textChanged.connect(lambda f=field, t=text: self._typed(f, t.toPlainText()))
             text.installEventFilter(self)
             widget = text
         else:
@@ -405,32 +419,72 @@ class Inspector(QWidget):
         self._show_problem(field.name, problem)
         return _INVALID if problem else value
 
+    def _typed(self, field: Field, text: str) -> None:
+        value = self._check(field, text)
+        subject = self.subject
+        if value is _INVALID or subject is None:
+            self._cancel_pending()
+            return
+        self._schedule(lambda: self._commit(field, value, subject))
+
+    def _typed_arguments(self, text: str) -> None:
+        checked = self._check_binding(None, text)
+        subject = self.subject
+        if checked is None or subject is None:
+            self._cancel_pending()
+            return
+        self._schedule(lambda: self._commit_binding(None, text, subject))
+
+    def _schedule(self, commit: Callable[[], None]) -> None:
+        self._pending = commit
+        self._pending_timer.start()
+
+    def _cancel_pending(self) -> None:
+        self._pending = None
+        self._pending_timer.stop()
+
+    def apply_pending(self) -> None:
+        """Apply what was typed in a multi-line field and not applied yet."""
+        commit, self._pending = self._pending, None
+        self._pending_timer.stop()
+        if commit is not None:
+            commit()
+
     def _commit_text(self, field: Field, text: str) -> None:
         value = self._check(field, text)
         if value is not _INVALID:
             self._commit(field, value)
 
-    def _commit(self, field: Field, value: Any) -> None:
-        subject = self.subject
+    def _commit(self, field: Field, value: Any, subject: str | None = None) -> None:
+        """Apply a field's value to ``subject`` (the selection when it was typed; by default, now)."""
+        subject = subject or self.subject
         if subject is None or value is _INVALID:
+            return
+        if entity(self.document.topology, subject) is None:
             return
         if current_value(self.document.topology, subject, field.name) == value:
             return
+        shown = self.subject == subject
         result: dict[str, str] = {}
 
         def change(topology: Topology) -> None:
             result["id"] = update_node(topology, subject, **{field.name: value})
+            if shown:
+                # Follow a rename before the document says it changed, so the form stays.
+                self.subject = result["id"]
 
         try:
             self.document.edit(f"Change {field.label.lower()}", change, merge_key=f"{subject}:{field.name}")
         except EditRefused as exc:
-            self._show_problem(field.name, str(exc))
-            self.refresh_field_later(field)
+            if shown:
+                self.subject = subject
+                self._show_problem(field.name, str(exc))
+                self.refresh_field_later(field)
             return
-        self._show_problem(field.name, None)
-        if result.get("id") and result["id"] != subject:
-            self.subject = result["id"]
-            self.selection_renamed.emit(result["id"])
+        if shown:
+            self._show_problem(field.name, None)
+            if result.get("id") and result["id"] != subject:
+                self.selection_renamed.emit(result["id"])
 
     def refresh_field_later(self, field: Field) -> None:
         """A refused choice or tick goes back to what the model says."""
@@ -467,45 +521,49 @@ class Inspector(QWidget):
             return parse_headers(widget.toPlainText())
         return binding.arguments
 
-    def _commit_binding(self, key: str | None, arguments_text: str | None) -> None:
-        checked = self._check_binding(key, arguments_text)
-        edge = self.subject
-        if checked is None or edge is None:
+    def _commit_binding(self, key: str | None, arguments_text: str | None, edge: str | None = None) -> None:
+        edge = edge or self.subject
+        shown = edge is not None and edge == self.subject
+        if edge is None:
             return
         binding = find_binding(self.document.topology, edge)
-        if binding is None or (binding.routing_key, binding.arguments) == checked:
+        if binding is None:
+            return
+        if shown:
+            checked = self._check_binding(key, arguments_text)
+        else:
+            try:
+                arguments = parse_headers(arguments_text) if arguments_text is not None else binding.arguments
+            except ValueError:
+                return
+            routing_key = key if key is not None else binding.routing_key
+            if binding_problem(self.document.topology, binding, routing_key, arguments):
+                return
+            checked = (routing_key, arguments)
+        if checked is None or (binding.routing_key, binding.arguments) == checked:
             return
         result: dict[str, str] = {}
 
         def change(topology: Topology) -> None:
             result["id"] = update_binding(topology, edge, checked[0], checked[1])
+            if shown:
+                self.subject = result["id"]
 
         try:
             self.document.edit("Change binding", change)
         except EditRefused as exc:
-            self._show_problem("routing_key", str(exc))
+            if shown:
+                self.subject = edge
+                self._show_problem("routing_key", str(exc))
             return
-        self.subject = result["id"]
-        self.selection_renamed.emit(result["id"])
+        if shown:
+            self.selection_renamed.emit(result["id"])
 
     def eventFilter(self, watched, event) -> bool:  # type: ignore[no-untyped-def]
         """Multi-line fields apply when they lose focus."""
         if event.type() == event.Type.FocusOut and isinstance(watched, QPlainTextEdit):
-            if watched.objectName() == "arguments":
-                self._commit_binding(None, watched.toPlainText())
-            else:
-                field = next(
-                    (
-                        f
-                        for f in FIELDS.get(split_node_id(self.subject or "x:y:z")[0], [])
-                        if f.name == watched.objectName()
-                    ),
-                    None,
-                )
-                if field is not None:
-                    value = self._check(field, watched.toPlainText())
-                    if value is not _INVALID:
-                        self._commit(field, value)
+            # Apply after this event is over: the edit may rebuild the form this field is in.
+            QTimer.singleShot(0, self.apply_pending)
         return False
 
     def _show_problem(self, name: str, problem: str | None) -> None:

@@ -271,9 +271,9 @@ class MainWindow(QMainWindow):
 
     # -- edits --------------------------------------------------------------------------------------
 
-    def apply_edit(self, label: str, change: Callable[[Topology], Any]) -> bool:
+    def apply_edit(self, label: str, change: Callable[[Topology], Any], merge_key: str = "") -> bool:
         """One edit of the document; a refusal is shown, and changes nothing."""
-        refused = self.document.try_edit(label, change)
+        refused = self.document.try_edit(label, change, merge_key)
         if refused:
             self.statusBar().showMessage(f"{label}: {refused}", 8000)
             return False
@@ -306,8 +306,11 @@ class MainWindow(QMainWindow):
     def _rename_from_view(self, node_id: str, name: str) -> str | None:
         """The inline name field's Enter: rename, or say why not (the field stays open)."""
         renamed: list[str] = []
+        # Naming a node just dropped from the palette is part of adding it: one undo step.
+        top = self.document.undo_stack.command(self.document.undo_stack.index() - 1)
+        merge_key = f"add:{node_id}" if getattr(top, "merge_key", "") == f"add:{node_id}" else ""
         refused = self.document.try_edit(
-            "Rename", lambda topology: renamed.append(rename_node(topology, node_id, name.strip()))
+            "Rename", lambda topology: renamed.append(rename_node(topology, node_id, name.strip())), merge_key
         )
         if refused:
             return refused
