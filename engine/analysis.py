@@ -144,13 +144,18 @@ def find_problems(topology: Topology) -> list[Problem]:
             problems.append(
                 Problem(exchange.id, "exchange-unbound", "has no bindings: every message it receives is unroutable")
             )
-        lost = sorted({_shown(t) for t in arriving.get(exchange.id, ()) if not _routes(topology, exchange, own, t)})
+        shown = _shown_headers if exchange.type == "headers" else _shown
+        lost = sorted({shown(t) for t in arriving.get(exchange.id, ()) if not _routes(topology, exchange, own, t)})
         if own and lost:
+            if exchange.type == "headers":
+                what = "messages with headers"
+            else:
+                what = "the routing key" if len(lost) == 1 else "the routing keys"
             problems.append(
                 Problem(
                     exchange.id,
                     "unroutable-keys",
-                    f"no binding takes {_list(lost)}: those messages are unroutable",
+                    f"no binding takes {what} {_list(lost)}: those messages are unroutable",
                 )
             )
 
@@ -176,12 +181,13 @@ def find_problems(topology: Topology) -> list[Problem]:
     for binding in topology.bindings:
         if id(binding) in matched_bindings or binding.source_id not in arriving:
             continue
-        sent = sorted({_shown(t) for t in arriving[binding.source_id]})
-        what = (
-            f"key '{binding.routing_key}'"
-            if _exchange_type(topology, binding.vhost, binding.source) != "headers"
-            else "arguments"
-        )
+        headers = _exchange_type(topology, binding.vhost, binding.source) == "headers"
+        sent = sorted({(_shown_headers if headers else _shown)(t) for t in arriving[binding.source_id]})
+        if headers:
+            pairs = ", ".join(f"{k}={v!r}" for k, v in binding.arguments.items() if k != "x-match")
+            what = f"x-match {binding.arguments.get('x-match', 'all')}: {pairs}" if pairs else "no header pairs"
+        else:
+            what = f"key '{binding.routing_key}'"
         problems.append(
             Problem(
                 binding.destination_id,
@@ -203,6 +209,12 @@ def _routes(topology: Topology, exchange: Exchange, own: list[Binding], traffic:
 
 def _shown(traffic: Traffic) -> str:
     return "'" + ".".join("*" if w == ANY_WORD else w for w in traffic.routing_key) + "'"
+
+
+def _shown_headers(traffic: Traffic) -> str:
+    if not traffic.headers:
+        return "{} (none)"
+    return "{" + ", ".join(f"{k}: {v!r}" for k, v in traffic.headers) + "}"
 
 
 def _list(items: list[str], limit: int = 4) -> str:

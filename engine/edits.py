@@ -298,6 +298,11 @@ def connect(topology: Topology, source: str, target: str, relation: str | None =
         assert isinstance(producer, Producer)
         if t_kind == "queue":
             producer.exchange, producer.routing_key = "", t_name
+            default = node_id("exchange", vhost, "")
+            if default not in topology.layout and source in topology.layout and target in topology.layout:
+                # The default exchange appears between the two, not wherever (0, 0) happens to be.
+                (sx, sy), (tx, ty) = topology.layout[source], topology.layout[target]
+                topology.layout[default] = ((sx + tx) / 2, (sy + ty) / 2)
         else:
             producer.exchange = t_name
         return f"publishes:{source}"
@@ -623,11 +628,17 @@ def copy_fragment(topology: Topology, ids: Iterable[str]) -> str:
     return json.dumps(fragment)
 
 
-def paste_fragment(topology: Topology, text: str, offset: tuple[float, float] = (40.0, 40.0)) -> list[str]:
+def paste_fragment(
+    topology: Topology,
+    text: str,
+    offset: tuple[float, float] = (40.0, 40.0),
+    centre: tuple[float, float] | None = None,
+) -> list[str]:
     """Add copied nodes, under fresh names where names are taken; returns the new node ids.
 
-    Relations among the copied nodes come along; relations to nodes that were not
-    copied are kept when those nodes are here, and dropped otherwise.
+    They land ``offset`` from where they were copied, or, with ``centre``, around
+    that point. Relations among the copied nodes come along; relations to nodes
+    that were not copied are kept when those nodes are here, and dropped otherwise.
     """
     try:
         data = json.loads(text)
@@ -635,8 +646,12 @@ def paste_fragment(topology: Topology, text: str, offset: tuple[float, float] = 
             raise ValueError("not a fragment")
         part = {key: [cls(**item) for item in data.get(key, [])] for key, cls in _FRAGMENT_KINDS.items()}
         layout = {nid: (float(x), float(y)) for nid, (x, y) in data.get("layout", {}).items()}
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise EditRefused("the clipboard holds no Queuecraft nodes") from exc
+    if centre is not None and layout:
+        xs = [x for x, _ in layout.values()]
+        ys = [y for _, y in layout.values()]
+        offset = (centre[0] - (min(xs) + max(xs)) / 2, centre[1] - (min(ys) + max(ys)) / 2)
     renamed: dict[str, str] = {}  # old node id -> new name
     added: list[str] = []
 

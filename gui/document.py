@@ -126,6 +126,7 @@ class Document(QObject):
         before = copy.deepcopy(self.topology)
         after = copy.deepcopy(before)
         result = change(after)
+        complete_layout(after)  # a node the edit brought in (a built-in exchange, say) gets a place
         if after == before:
             return result
         self.undo_stack.push(EditCommand(self, label, before, after, merge_key))

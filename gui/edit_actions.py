@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QPointF
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QCursor, QKeySequence
 from PySide6.QtWidgets import QApplication, QMenu
 
 from engine.edits import (
@@ -28,6 +28,15 @@ from .scene import GRID
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
+
+def _unique(sequences: list[QKeySequence]) -> list[QKeySequence]:
+    seen: list[QKeySequence] = []
+    for sequence in sequences:
+        if not sequence.isEmpty() and sequence not in seen:
+            seen.append(sequence)
+    return seen
+
+
 ALIGNMENTS = (
     ("left", "Align &Left"),
     ("center", "Align &Centres (vertical line)"),
@@ -42,12 +51,19 @@ class EditActions(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
+        self._last_paste: tuple[str, tuple[int, int], int] = ("", (0, 0), 0)  # text, where, how many times
         stack = window.document.undo_stack
         key = QKeySequence.StandardKey
         self.undo = stack.createUndoAction(self, "&Undo")
         self.undo.setShortcut(QKeySequence(key.Undo))
         self.redo = stack.createRedoAction(self, "&Redo")
-        self.redo.setShortcut(QKeySequence(key.Redo))
+        # Both spellings of redo, whatever the desktop's standard one is.
+        self.redo.setShortcuts(
+            _unique([*QKeySequence.keyBindings(key.Redo), QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        )
+        # The menu says what will be undone; the toolbar button keeps its width.
+        self.undo.setIconText("Undo")
+        self.redo.setIconText("Redo")
         self.cut = window.make_action("Cu&t", self.cut_selection, key.Cut)
         self.copy = window.make_action("&Copy", self.copy_selection, key.Copy)
         self.paste = window.make_action("&Paste", self.paste_clipboard, key.Paste)
@@ -120,14 +136,25 @@ class EditActions(QObject):
         self.copy_selection()
         self.delete_selection()
 
-    def paste_clipboard(self, offset: tuple[float, float] = (48.0, 48.0)) -> None:
+    def paste_clipboard(self) -> None:
+        """Paste around the mouse when it is over the canvas, else in the middle of what is shown;
+        pasting again without moving steps each copy down and to the right."""
         text = QApplication.clipboard().text()
+        view = self.window.view
+        at = view.viewport().mapFromGlobal(QCursor.pos())
+        if not view.viewport().rect().contains(at):
+            at = view.viewport().rect().center()
+        point = view.mapToScene(at)
+        spot = (round(point.x()), round(point.y()))
+        repeat = self._last_paste[2] + 1 if self._last_paste[:2] == (text, spot) else 0
+        step = GRID * repeat
         added: list[str] = []
 
         def change(topology) -> None:  # type: ignore[no-untyped-def]
-            added.extend(paste_fragment(topology, text, offset))
+            added.extend(paste_fragment(topology, text, centre=(spot[0] + step, spot[1] + step)))
 
         if self.window.apply_edit("Paste", change):
+            self._last_paste = (text, spot, repeat)
             self.window.scene.select_only(added)
 
     def duplicate_selection(self) -> None:
@@ -177,7 +204,7 @@ class EditActions(QObject):
 
     def auto_layout(self) -> None:
         if self.window.apply_edit("Automatic layout", layout_all):
-            self.window.view.fit()
+            self.window.view.fit(readable=True)
 
     def toggle_snap(self, checked: bool) -> None:
         self.window.scene.snap_grid = GRID if checked else 0

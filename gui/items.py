@@ -83,7 +83,9 @@ class NodeItem(QGraphicsItem):
     def shape(self) -> QPainterPath:
         path = self.outline()
         if self.has_port:
-            path.addEllipse(QPointF(NODE_WIDTH / 2, 0), self.PORT_RADIUS + 2, self.PORT_RADIUS + 2)
+            port = QPainterPath()
+            port.addEllipse(QPointF(NODE_WIDTH / 2, 0), self.PORT_RADIUS + 2, self.PORT_RADIUS + 2)
+            path = path.united(port)  # the whole dot, also where it overlaps the body
         return path
 
     def out_port(self) -> QPointF:

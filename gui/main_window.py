@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         )
         self.fit_action = self.make_action("&Fit to Window", lambda: self.view.fit(), "Ctrl+0")
         self.zoom_in_action = self.make_action("Zoom &In", lambda: self.view.zoom_by(1.2), key.ZoomIn)
+        self.zoom_in_action.setShortcuts([*QKeySequence.keyBindings(key.ZoomIn), QKeySequence("Ctrl+=")])
         self.zoom_out_action = self.make_action("Zoom &Out", lambda: self.view.zoom_by(1 / 1.2), key.ZoomOut)
 
     def _build_menus(self) -> None:
@@ -325,6 +326,10 @@ class MainWindow(QMainWindow):
         if self.scene.selectedItems():
             for action in (edits.rename, edits.duplicate, edits.copy, edits.cut, edits.delete):
                 menu.addAction(action)
+            if len(self.scene.selected_node_ids()) > 1:
+                align = menu.addMenu("&Align")
+                for action in edits.align.values():
+                    align.addAction(action)
         else:
             menu.addAction(edits.paste)
             menu.addAction(edits.select_all)
@@ -349,6 +354,7 @@ class MainWindow(QMainWindow):
 
     def _on_document_changed(self) -> None:
         topology = self.document.topology
+        self.view.forget_fit()
         self.scene.sync(topology)
         trouble = self.controller.sync(topology)
         if trouble:

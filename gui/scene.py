@@ -97,7 +97,12 @@ class TopologyScene(QGraphicsScene):
             bounds = QRectF(-400, -250, 800, 500)
         self.tokens.set_area(bounds)
         self.content_rect = bounds
-        self.setSceneRect(bounds.adjusted(-self.MARGIN, -self.MARGIN, self.MARGIN, self.MARGIN))
+        rect = bounds.adjusted(-self.MARGIN, -self.MARGIN, self.MARGIN, self.MARGIN)
+        # What a view shows stays inside the scene: otherwise Qt re-centres a scene smaller
+        # than its view after every edit, and the canvas jumps under the mouse.
+        for view in self.views():
+            rect = rect.united(view.mapToScene(view.viewport().rect()).boundingRect())
+        self.setSceneRect(rect)
 
     @staticmethod
     def _exchange_types(topology: Topology) -> dict[str, str]:

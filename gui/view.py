@@ -135,6 +135,7 @@ class InlineRename(QWidget):
         self.field = QLineEdit(node.title)
         self.field.selectAll()
         self.problem = QLabel()
+        self.problem.setWordWrap(True)
         self.problem.setStyleSheet("color: #c62828; background: #ffffff; padding: 1px 3px;")
         self.problem.hide()
         layout = QVBoxLayout(self)
@@ -142,9 +143,11 @@ class InlineRename(QWidget):
         layout.setSpacing(1)
         layout.addWidget(self.field)
         layout.addWidget(self.problem)
-        top_left = view.mapFromScene(node.pos() + QPointF(-NODE_WIDTH / 2 + 36, -NODE_HEIGHT / 2 + 4))
+        # Over the title, where the node draws it (its indent depends on the kind's shape).
+        left = -NODE_WIDTH / 2 + node.text_left() - 4
+        top_left = view.mapFromScene(node.pos() + QPointF(left, -NODE_HEIGHT / 2 + 3))
         self.move(top_left)
-        self.setFixedWidth(max(int((NODE_WIDTH - 44) * view.zoom), 140))
+        self.setFixedWidth(max(int((NODE_WIDTH / 2 - node.text_right() - left) * view.zoom), 160))
         self.field.returnPressed.connect(self._commit)
         self.field.installEventFilter(self)
         self.show()
@@ -175,8 +178,11 @@ class InlineRename(QWidget):
     def close_editor(self) -> None:
         if self.view.rename_editor is self:
             self.view.rename_editor = None
+        typing = self.field.hasFocus()
         self.hide()
         self.deleteLater()
+        if typing:
+            self.view.setFocus()  # so Delete, Ctrl+Z and friends act on the canvas again
 
 
 class CanvasView(QGraphicsView):
@@ -269,6 +275,10 @@ class CanvasView(QGraphicsView):
             self.centerOn(rect.center())
 
     def _forget_fit(self, *_: object) -> None:
+        self._fitted = None
+
+    def forget_fit(self) -> None:
+        """The person is working on the canvas: stop following the window's size."""
         self._fitted = None
 
     def resizeEvent(self, event: QResizeEvent) -> None:

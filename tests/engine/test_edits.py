@@ -188,3 +188,23 @@ def test_problems_name_their_node() -> None:
     assert any(code == "dead-letter-cycle" for _, code in found)
     producerless = add_node(t, "producer", "p2")
     assert (producerless, "producer-unconnected") in {(p.node_id, p.code) for p in find_problems(t)}
+
+
+def test_problems_of_a_headers_exchange_speak_of_headers() -> None:
+    from engine.model import Binding, Consumer, Exchange, Producer, Queue
+
+    t = Topology(
+        exchanges=[Exchange("by-region", type="headers")],
+        queues=[Queue("eu")],
+        bindings=[Binding("by-region", "eu", arguments={"x-match": "all", "region": "eu"})],
+        producers=[Producer("shop", "by-region", headers={"region": "us"})],
+        consumers=[Consumer("worker", "eu")],
+    )
+    texts = {p.code: p.text for p in find_problems(t)}
+    assert texts["unroutable-keys"] == (
+        "no binding takes messages with headers {region: 'us'}: those messages are unroutable"
+    )
+    assert texts["binding-never-matches"] == (
+        "the binding from 'by-region' (x-match all: region='eu') matches nothing the producers send there"
+        " ({region: 'us'})"
+    )

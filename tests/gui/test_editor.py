@@ -436,3 +436,58 @@ def test_renaming_in_the_inspector_keeps_the_form_and_the_selection(window: Main
     assert window.scene.selected_node_ids() == ["queue:/:second"]
     assert window.inspector.subject == "queue:/:second"
     assert window.inspector.title.text() == "Queue: second"
+
+
+def test_the_canvas_stays_put_while_nodes_are_dropped_and_moved(window: MainWindow) -> None:
+    window.resize(1200, 800)
+    window.document.new()
+    first = drop_from_palette(window, "queue", 0, 0, "first")
+    where = centre(window, first)
+    for i, name in enumerate(("second", "third", "fourth")):
+        drop_from_palette(window, "consumer", 600 + 300 * i, 400 + 200 * i, name)
+        assert centre(window, first) == where, "the view moved under the mouse"
+    start = centre(window, first) + QPoint(0, 18)
+    drag(window, start, start + QPoint(250, 0))
+    assert centre(window, first) == where + QPoint(250, 0)
+
+
+def test_the_whole_dot_starts_a_connection(window: MainWindow) -> None:
+    queue = drop_from_palette(window, "queue", 0, 0, "jobs")
+    consumer = drop_from_palette(window, "consumer", 300, 0, "worker")
+    inner_half = port(window, queue) - QPoint(4, 0)  # over the node's body
+    drag(window, inner_half, centre(window, consumer))
+    assert window.document.topology.consumers[0].queue == "jobs"
+
+
+def test_after_naming_a_node_the_keyboard_acts_on_the_canvas(window: MainWindow) -> None:
+    queue = drop_from_palette(window, "queue", 0, 0, "jobs")
+    assert window.view.hasFocus()
+    QTest.keyClick(window.view, Qt.Key.Key_Delete)
+    assert queue not in window.scene.nodes
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert queue in window.scene.nodes
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert window.scene.nodes == {}, "adding and naming the node is one step"
+    QTest.keyClick(window.view, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert list(window.scene.nodes) == [queue]
+
+
+def test_a_producer_publishing_straight_to_a_queue_shows_the_default_exchange_between_them(window: MainWindow) -> None:
+    producer = drop_from_palette(window, "producer", -300, 100, "shop")
+    queue = drop_from_palette(window, "queue", 300, 100, "jobs")
+    connect_by_mouse(window, producer, queue)
+    default = window.scene.nodes["exchange:/:"]
+    assert (default.pos().x(), default.pos().y()) == pytest.approx((0, 100), abs=1)
+
+
+def test_pasting_lands_at_the_mouse_and_repeats_step_aside(window: MainWindow, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    queue = drop_from_palette(window, "queue", 0, 0, "jobs")
+    click_node(window, queue)
+    window.edits.copy_selection()
+    target = window.view.viewport().mapToGlobal(viewport_point(window, 300, 200))
+    monkeypatch.setattr("gui.edit_actions.QCursor.pos", lambda: target)
+    window.edits.paste_clipboard()
+    window.edits.paste_clipboard()
+    layout = window.document.topology.layout
+    assert layout["queue:/:jobs-1"] == pytest.approx((300, 200), abs=1)
+    assert layout["queue:/:jobs-2"] == pytest.approx((324, 224), abs=1)
