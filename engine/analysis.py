@@ -181,9 +181,9 @@ def find_problems(topology: Topology) -> list[Problem]:
     for binding in topology.bindings:
         if id(binding) in matched_bindings or binding.source_id not in arriving:
             continue
-        headers = _exchange_type(topology, binding.vhost, binding.source) == "headers"
-        sent = sorted({(_shown_headers if headers else _shown)(t) for t in arriving[binding.source_id]})
-        if headers:
+        by_headers = _exchange_type(topology, binding.vhost, binding.source) == "headers"
+        sent = sorted({(_shown_headers if by_headers else _shown)(t) for t in arriving[binding.source_id]})
+        if by_headers:
             pairs = ", ".join(f"{k}={v!r}" for k, v in binding.arguments.items() if k != "x-match")
             what = f"x-match {binding.arguments.get('x-match', 'all')}: {pairs}" if pairs else "no header pairs"
         else:

@@ -38,32 +38,52 @@ def topology_graph(topology: Topology) -> nx.DiGraph:
     return graph
 
 
+KIND_COLUMN = {"producer": 0, "exchange": 1, "queue": 2, "consumer": 3}
+
+
 def _layers(topology: Topology, graph: nx.DiGraph) -> dict[str, int]:
-    exchange_ids = [n for n, kind in graph.nodes(data="kind") if kind == "exchange"]
-    chained = nx.DiGraph()
-    chained.add_nodes_from(exchange_ids)
-    chained.add_edges_from(
-        (a, b)
-        for a, b, rel in graph.edges(data="relation")
-        if rel in ("binding", "alternate") and b in chained and a in chained
-    )
-    # Exchanges bound to exchanges move right, one column per hop; cycles share a column.
-    condensed = nx.condensation(chained)
-    depth: dict[int, int] = {}
-    for component in nx.topological_sort(condensed):
-        preds = list(condensed.predecessors(component))
-        depth[component] = 1 + max((depth[p] for p in preds), default=-1)
+    """Each node one column right of everything that sends it messages (publishes, bindings,
+    consumes, dead-letters, alternates), and no further left than its kind's column.
+
+    So a dead-letter exchange lands right of the queues that dead-letter into it, not
+    behind them; nodes on a cycle share a column.
+    """
+    condensed = nx.condensation(graph)
     mapping = condensed.graph["mapping"]
-    layers = {nid: 1 + depth[mapping[nid]] for nid in exchange_ids}
-    queue_column = max(layers.values(), default=0) + 1
-    for nid, kind in graph.nodes(data="kind"):
-        if kind == "producer":
-            layers[nid] = 0
-        elif kind == "queue":
-            layers[nid] = queue_column
-        elif kind == "consumer":
-            layers[nid] = queue_column + 1
+    members = {c: condensed.nodes[c]["members"] for c in condensed.nodes}
+    order = list(nx.topological_sort(condensed))
+    floors = {nid: KIND_COLUMN.get(kind, 0) for nid, kind in graph.nodes(data="kind")}
+
+    def place() -> dict[str, int]:
+        depth: dict[int, int] = {}
+        for component in order:
+            floor = max(floors[n] for n in members[component])
+            preds = list(condensed.predecessors(component))
+            depth[component] = max(floor, 1 + max((depth[p] for p in preds), default=-1))
+        return {nid: depth[mapping[nid]] for nid in graph.nodes}
+
+    layers = place()
+    # Queues fed straight from the first exchanges line up in one column (and their
+    # consumers in the next); what dead letters feed comes after them.
+    first_queues = [n for n, kind in graph.nodes(data="kind") if kind == "queue" and not _behind_dead_letters(graph, n)]
+    if first_queues:
+        column = max(layers[n] for n in first_queues)
+        for nid in first_queues:
+            floors[nid] = column
+        layers = place()
     return layers
+
+
+def _behind_dead_letters(graph: nx.DiGraph, nid: str) -> bool:
+    """Whether messages reach ``nid`` only by dead-lettering (or not at all from a producer)."""
+    return any(rel == "dead-letter" for _, _, rel in graph.in_edges(nid, data="relation")) or any(
+        graph.nodes[a]["kind"] == "exchange" and _reached_by_dead_letter_only(graph, a) for a, _ in graph.in_edges(nid)
+    )
+
+
+def _reached_by_dead_letter_only(graph: nx.DiGraph, exchange: str) -> bool:
+    incoming = list(graph.in_edges(exchange, data="relation"))
+    return bool(incoming) and all(rel == "dead-letter" for _, _, rel in incoming)
 
 
 def layered_positions(topology: Topology) -> dict[str, tuple[float, float]]:

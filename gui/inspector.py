@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -262,6 +263,7 @@ class Inspector(QWidget):
             problem.setStyleSheet("color: #c62828; font-size: 8pt;")
             problem.hide()
             cell = QWidget()
+            cell.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)  # no share of spare height
             cell_layout = QVBoxLayout(cell)
             cell_layout.setContentsMargins(0, 0, 0, 0)
             cell_layout.setSpacing(1)
@@ -312,8 +314,10 @@ class Inspector(QWidget):
 
     def _with_problem(self, widget: QWidget, name: str) -> QWidget:
         cell = QWidget()
+        cell.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         cell_layout = QVBoxLayout(cell)
         cell_layout.setContentsMargins(0, 0, 0, 0)
+        cell_layout.setSpacing(1)
         cell_layout.addWidget(widget)
         problem = QLabel()
         problem.setStyleSheet("color: #c62828; font-size: 8pt;")

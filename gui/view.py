@@ -272,7 +272,9 @@ class CanvasView(QGraphicsView):
             self.scale(1.15 / self.zoom, 1.15 / self.zoom)
         if readable and self.zoom < self.READABLE_ZOOM:
             self.scale(self.READABLE_ZOOM / self.zoom, self.READABLE_ZOOM / self.zoom)
-            self.centerOn(rect.center())
+            # Too wide to show whole: show where the messages start, the left edge, mid-height.
+            shown = self.mapToScene(self.viewport().rect()).boundingRect()
+            self.centerOn(rect.left() + shown.width() / 2, rect.center().y())
 
     def _forget_fit(self, *_: object) -> None:
         self._fitted = None
