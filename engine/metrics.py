@@ -43,40 +43,56 @@ class FlowEvent(NamedTuple):
 
 
 class MessageTraces:
-    """Every flow event of the most recent ``capacity`` messages, by message id: their traces.
+    """The flow events of recent messages, chained by message id: their traces.
 
-    All copies of a publish share its id, so a message's trace holds every queue
-    it reached and every fate it met, dead-lettering included. Off until a
-    reader turns it on (``enabled``); the oldest messages' traces make room.
+    All copies of a publish share its id, so a message's trace holds every queue it
+    reached and every fate it met, dead-lettering included. The last ``capacity``
+    events are kept in a ring, each pointing back to the previous event of the same
+    message; a message whose first events have left the ring has no trace any more.
+    Plain tuples in a ring cost the garbage collector nothing, however busy the run.
+    Off until a reader turns it on (``enabled``).
     """
 
-    def __init__(self, capacity: int = 50_000) -> None:
+    def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self.enabled = False
-        self._hops: dict[int, list[tuple[Any, ...]]] = {}
-        self._order: deque[int] = deque()
+        self._ring: list[tuple[Any, ...] | None] = [None] * capacity
+        self._count = 0
+        self._last: dict[int, int] = {}  # message id -> ring index of its latest event
 
     def record(self, entry: tuple[Any, ...]) -> None:
         msg_id = entry[6]
-        hops = self._hops.get(msg_id)
-        if hops is None:
-            hops = self._hops[msg_id] = []
-            self._order.append(msg_id)
-            if len(self._order) > self.capacity:
-                self._hops.pop(self._order.popleft(), None)
-        hops.append(entry)
+        index = self._count
+        last = self._last
+        self._ring[index % self.capacity] = (*entry, last.get(msg_id, -1))
+        last[msg_id] = index
+        self._count = index + 1
+        if self._count % self.capacity == 0:
+            oldest = self._count - self.capacity
+            self._last = {m: i for m, i in last.items() if i >= oldest}
 
     def hops(self, msg_id: int) -> list[FlowEvent] | None:
-        """The message's events in the order they happened; None when it is not (or no longer) kept."""
-        hops = self._hops.get(msg_id)
-        return None if hops is None else [FlowEvent(*entry) for entry in hops]
-
-    def __len__(self) -> int:
-        return len(self._hops)
+        """The message's events in the order they happened; None when it is not (or no longer) kept whole."""
+        index = self._last.get(msg_id)
+        oldest = self._count - self.capacity
+        if index is None or index < oldest:
+            return None
+        found = []
+        ring = self._ring
+        while index >= 0:
+            if index < oldest:
+                return None  # its first events are gone
+            entry = ring[index % self.capacity]
+            assert entry is not None
+            found.append(FlowEvent(*entry[:8]))
+            index = entry[8]
+        found.reverse()
+        return found
 
     def clear(self) -> None:
-        self._hops.clear()
-        self._order.clear()
+        self._ring = [None] * self.capacity
+        self._count = 0
+        self._last = {}
 
 
 class FlowLog:
@@ -113,6 +129,15 @@ class FlowLog:
         ring = self._ring
         capacity = self.capacity
         return [FlowEvent(*ring[i % capacity]) for i in range(start, self.count)]  # type: ignore[misc]
+
+    def raw_since(self, seq: int, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """As ``since``, as plain tuples (seq, time, kind, source, target, routing_key, msg_id, detail)."""
+        start = max(seq, self.count - self.capacity)
+        if limit is not None:
+            start = max(start, self.count - limit)
+        ring = self._ring
+        capacity = self.capacity
+        return [ring[i % capacity] for i in range(start, self.count)]  # type: ignore[misc]
 
     def clear(self) -> None:
         self.count = 0

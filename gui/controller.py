@@ -44,6 +44,8 @@ class SimulationController(QObject):
         self._topology = topology
         self.sim = Simulation(topology, seed=self.seed)
         self.sim.flow.enabled = True
+        self.sim.flow.traces.enabled = True  # so a message can be followed and explained
+        self.sim.broker.latency.enabled = True
         self.runner = PacedRunner(self.sim, speed=self.speed)
         self.simulation_replaced.emit()
         self.state_changed.emit()

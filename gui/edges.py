@@ -9,8 +9,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPainterPath, QPainterPathStroker, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-from .items import LABEL_FONT, NodeItem
-from .style import EDGE_STYLES, NODE_HEIGHT, TEXT
+from .items import LABEL_FONT, MARK_FONT, NodeItem
+from .style import EDGE_STYLES, NODE_HEIGHT, NODE_WIDTH, TEXT
 
 
 class EdgeItem(QGraphicsItem):
@@ -30,6 +30,7 @@ class EdgeItem(QGraphicsItem):
         self.target = target
         self.label = label
         self.rate = 0.0
+        self.pulsing = False  # too busy for tokens: the token layer draws it flowing
         self.rate_key: tuple[str, int] | None = None
         self.lane = 0.0  # parallel edges between the same two nodes bow apart by lane
         self.waypoints: list[QPointF] = []  # detours around nodes in the way
@@ -139,6 +140,9 @@ class EdgeItem(QGraphicsItem):
     def width(self) -> float:
         return self._width
 
+    def path(self) -> QPainterPath:
+        return self._path
+
     def boundingRect(self) -> QRectF:
         margin = self._width + 8
         return self._path.boundingRect().adjusted(-margin, -margin, margin, margin)
@@ -188,6 +192,7 @@ class EdgeLabelItem(QGraphicsItem):
         self._rect = QRectF()
         self.setZValue(2.5)  # above tokens, and above a node it cannot avoid: a hidden key helps nobody
         self.setToolTip(edge.label)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
     def place(self, obstacles: list[QRectF] | None = None) -> None:
         """Sit just above the edge, clear of the tokens on it and of nodes."""
@@ -253,19 +258,46 @@ def _area(rect: QRectF) -> float:
 @dataclass(slots=True)
 class Token:
     edge: EdgeItem
-    start: float  # wall seconds
+    start: float  # display seconds
     duration: float
     color: QColor
+    msg_id: int = 0
+    backwards: bool = False  # going back along the edge: a requeue, a return
+    ring: bool = False  # drawn hollow-centred: a dead letter, a returned or requeued message
+
+
+# What happened to messages that left no edge to travel: a pill at the node where it happened.
+FATE_STYLES = {
+    "unroutable": "#d32f2f",  # at the exchange
+    "returned": "#ef6c00",  # at the producer
+    "dropped": "#455a64",  # at the queue, from here on
+    "expired": "#8d6e63",
+    "rejected": "#ad1457",
+    "lost": "#37474f",
+}
+
+
+@dataclass(slots=True)
+class FateMark:
+    node: NodeItem
+    fate: str
+    start: float
+    duration: float
+    count: int = 1
 
 
 class TokenLayer(QGraphicsItem):
-    """Every token in flight, painted by one item (one paint call per frame, not one item per message)."""
+    """Every token in flight, every fate mark and every pulsing edge, painted by one item
+    (one paint call per frame, not one item per message)."""
 
     RADIUS = 5.0
 
     def __init__(self) -> None:
         super().__init__()
         self.tokens: list[Token] = []
+        self.marks: list[FateMark] = []
+        self.pulsing: list[EdgeItem] = []  # edges too busy for tokens: a flowing stroke instead
+        self.followed: int | None = None  # a message drawn larger, with a halo
         self.now = 0.0
         self._rect = QRectF()
         self.setZValue(1)
@@ -273,7 +305,7 @@ class TokenLayer(QGraphicsItem):
 
     def set_area(self, rect: QRectF) -> None:
         self.prepareGeometryChange()
-        self._rect = QRectF(rect)
+        self._rect = QRectF(rect).adjusted(-40, -40, 40, 40)
 
     def boundingRect(self) -> QRectF:
         return self._rect
@@ -282,16 +314,93 @@ class TokenLayer(QGraphicsItem):
         now = self.now
         return sum(1 for t in self.tokens if t.start <= now)
 
+    def position(self, token: Token) -> QPointF | None:
+        progress = (self.now - token.start) / token.duration
+        if progress < 0.0 or progress > 1.0:
+            return None
+        return token.edge.point_at(1.0 - progress if token.backwards else progress)
+
+    def token_at(self, scene_pos: QPointF, reach: float = 9.0) -> Token | None:
+        """The token drawn nearest ``scene_pos``, within ``reach``."""
+        best, nearest = None, reach * reach
+        for token in self.tokens:
+            point = self.position(token)
+            if point is None:
+                continue
+            d = (point.x() - scene_pos.x()) ** 2 + (point.y() - scene_pos.y()) ** 2
+            if d <= nearest:
+                best, nearest = token, d
+        return best
+
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        outline = QPen(QColor("#ffffff"), 1.2)
-        painter.setPen(outline)
+        self._paint_pulses(painter)
         now = self.now
         r = self.RADIUS
+        outline = QPen(QColor("#ffffff"), 1.2)
+        painter.setPen(outline)
+        followed = None
         for token in self.tokens:
-            progress = (now - token.start) / token.duration
+            point = self.position(token)
+            if point is None:
+                continue
+            if token.msg_id == self.followed:
+                followed = (point, token)
+                continue
+            if token.ring:
+                painter.setPen(QPen(token.color, 2.4))
+                painter.setBrush(QColor("#ffffff"))
+                painter.drawEllipse(point, r - 0.6, r - 0.6)
+                painter.setPen(outline)
+            else:
+                painter.setBrush(token.color)
+                painter.drawEllipse(point, r, r)
+        if followed is not None:
+            point, token = followed
+            painter.setPen(QPen(QColor("#ffb300"), 3.0))
+            painter.setBrush(QColor(255, 179, 0, 60))
+            painter.drawEllipse(point, r * 2.4, r * 2.4)
+            painter.setPen(outline)
+            painter.setBrush(token.color)
+            painter.drawEllipse(point, r * 1.4, r * 1.4)
+        self._paint_marks(painter, now)
+
+    def _paint_pulses(self, painter: QPainter) -> None:
+        for edge in self.pulsing:
+            color, _ = EDGE_STYLES[edge.relation]
+            pen = QPen(QColor(color).lighter(150), max(edge.width - 1.0, 2.0))
+            pen.setCapStyle(Qt.PenCapStyle.FlatCap)
+            pen.setDashPattern([2.0, 3.0])
+            # The dashes flow from source to target; faster with more traffic, never a blur.
+            speed = 6.0 + min(math.log2(1.0 + edge.rate), 14.0)
+            pen.setDashOffset(-(self.now * speed) % 5.0)
+            painter.setPen(pen)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawPath(edge.path())
+
+    def _paint_marks(self, painter: QPainter, now: float) -> None:
+        painter.setFont(MARK_FONT)
+        metrics = QFontMetricsF(MARK_FONT)
+        for mark in self.marks:
+            progress = (now - mark.start) / mark.duration
             if progress < 0.0 or progress > 1.0:
                 continue
-            point = token.edge.point_at(progress)
-            painter.setBrush(token.color)
-            painter.drawEllipse(point, r, r)
+            color = FATE_STYLES[mark.fate]
+            text = mark.fate if mark.count == 1 else f"{mark.fate} ×{mark.count:,}"
+            width = metrics.horizontalAdvance(text) + 10
+            height = metrics.height() + 2
+            node = mark.node.pos()
+            # Under the node's right end, sinking as it fades.
+            left = node.x() + NODE_WIDTH / 2 - width - 4
+            top = node.y() + NODE_HEIGHT / 2 + 4 + progress * 12.0
+            opacity = max(0.0, 1.0 - progress**3)
+            fill = QColor(color)
+            fill.setAlphaF(opacity * 0.92)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(fill)
+            box = QRectF(left, top, width, height)
+            painter.drawRoundedRect(box, height / 2, height / 2)
+            ink = QColor("#ffffff")
+            ink.setAlphaF(opacity)
+            painter.setPen(ink)
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QRectF, QSize, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QImage, QKeySequence, QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QGraphicsItem, QGraphicsScene, QInputDialog, QMenu, QMessageBox
 
 from engine.edits import EditRefused
 from engine.export import pika_script, vhost_definitions
@@ -327,6 +327,23 @@ class FileActions(QObject):
         scene = self.window.scene
         scene.clearSelection()
         source = scene.itemsBoundingRect().adjusted(-24, -24, 24, 24)
+        # Drawn afresh, not from the screen's cached pixmaps: an SVG keeps its text and a PNG is sharp.
+        cached = [item for item in scene.items() if item.cacheMode() != QGraphicsItem.CacheMode.NoCache]
+        modes = [item.cacheMode() for item in cached]
+        for item in cached:
+            item.setCacheMode(QGraphicsItem.CacheMode.NoCache)
+        try:
+            ok = self._render(kind, path, scene, source)
+        finally:
+            for item, mode in zip(cached, modes, strict=True):
+                item.setCacheMode(mode)
+        if not ok:
+            QMessageBox.warning(self.window, "Cannot export", f"{path}: could not be written")
+            return False
+        self.window.statusBar().showMessage(f"Exported {path}", 5000)
+        return True
+
+    def _render(self, kind: str, path: str | Path, scene: QGraphicsScene, source: QRectF) -> bool:
         if kind == "png":
             scale = 2.0  # crisp on high-density screens and in documents
             image = QImage(
@@ -347,11 +364,7 @@ class FileActions(QObject):
             painter = QPainter(generator)
             scene.render(painter, QRectF(0, 0, source.width(), source.height()), source)
             ok = painter.end()
-        if not ok:
-            QMessageBox.warning(self.window, "Cannot export", f"{path}: could not be written")
-            return False
-        self.window.statusBar().showMessage(f"Exported {path}", 5000)
-        return True
+        return bool(ok)
 
     # -- recent files -------------------------------------------------------------------------------
 

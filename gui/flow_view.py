@@ -14,7 +14,7 @@ from engine.model import split_node_id
 from engine.sim import Simulation
 
 from .details import C, Q, X
-from .edges import Token
+from .edges import EdgeItem, FateMark, Token
 from .items import ConsumerItem, QueueItem
 from .scene import TopologyScene
 from .style import KeyColors
@@ -37,31 +37,52 @@ def depth_scale(depth: int, limit: int | None, previous: int) -> int:
 
 
 class FlowAnimator:
-    MAX_EVENTS = 600
-    MAX_TOKENS = 400
+    """Turns the engine's flow events into tokens, fate marks and pulses, a bounded amount per frame.
+
+    Every message gets a token on every edge it travels while the edge carries at most
+    ``TOKEN_RATE`` messages a (wall) second; a busier edge pulses instead, its thickness
+    following the rate. At most ``MAX_EVENTS`` events are read a frame (the engine's
+    ring holds no more) and ``MAX_TOKENS`` tokens drawn.
+    """
+
+    MAX_EVENTS = 8192
+    MAX_TOKENS = 2500
+    TOKEN_RATE = 150.0  # wall msg/s on one edge above which it pulses
+    CALM_RATE = 100.0  # ... and below which it shows tokens again
+    MARK_SECONDS = 1.1
+    MARK_MERGE = 0.35  # fates at a node within this long show as one mark with a count
 
     def __init__(self, scene: TopologyScene) -> None:
         self.scene = scene
         self.last_seq = 0
         self.clock = 0.0  # display time: runs only while the simulation does
         self.travel = 0.55
+        self.speed = 1.0
         self.tokens_started = 0
         self.tokens_skipped = 0
+        self.marks_started = 0
         self._arrivals: dict[tuple[int, str], float] = {}
         self._depth_scales: dict[str, int] = {}
+        self._fresh_marks: dict[tuple[str, str], FateMark] = {}
         self.key_colors = KeyColors()
 
     def reset(self, flow: FlowLog | None = None) -> None:
         self.last_seq = flow.count if flow is not None else 0
-        self.scene.tokens.tokens.clear()
-        self.scene.tokens.update()
+        layer = self.scene.tokens
+        layer.tokens.clear()
+        layer.marks.clear()
+        layer.pulsing.clear()
+        layer.update()
         self._arrivals.clear()
         self._depth_scales.clear()
+        self._fresh_marks.clear()
         self.key_colors = KeyColors()
         self.tokens_started = 0
         self.tokens_skipped = 0
+        self.marks_started = 0
 
     def set_speed(self, speed: float) -> None:
+        self.speed = speed
         if math.isinf(speed):
             self.travel = 0.3
         else:
@@ -70,40 +91,98 @@ class FlowAnimator:
     # -- tokens ------------------------------------------------------------------------------
 
     def advance(self, flow: FlowLog, elapsed: float, running: bool) -> None:
-        """Move the display clock by ``elapsed`` wall seconds and start tokens for new events."""
+        """Move the display clock by ``elapsed`` wall seconds and draw what happened since last frame."""
         if running:
             self.clock += elapsed
         now = self.clock
         layer = self.scene.tokens
         layer.tokens = [t for t in layer.tokens if t.start + t.duration > now]
-        events = flow.since(self.last_seq, self.MAX_EVENTS)
-        skipped_by_ring = max(flow.count - self.last_seq - len(events), 0)
-        self.tokens_skipped += skipped_by_ring
+        layer.marks = [m for m in layer.marks if m.start + m.duration > now]
+        events = flow.raw_since(self.last_seq, self.MAX_EVENTS)
+        self.tokens_skipped += max(flow.count - self.last_seq - len(events), 0)
         self.last_seq = flow.count
-        edge_for = self.scene.edge_for
-        arrivals = self._arrivals
-        tokens = layer.tokens
-        travel = self.travel
+        self._pick_pulsing_edges()
         for event in events:
-            edge = edge_for.get((event.source, event.target))  # type: ignore[arg-type]
-            if edge is None:
-                continue
-            if len(tokens) >= self.MAX_TOKENS:
-                self.tokens_skipped += 1
-                continue
-            start = max(now, arrivals.get((event.msg_id, edge.source.node_id), now))
-            if start - now > 3 * travel:
-                # The message's earlier hops are still queued for display; drawing this
-                # one would trail far behind the engine. Let the edge width show it.
-                self.tokens_skipped += 1
-                continue
-            tokens.append(Token(edge, start, travel, self.key_colors(event.routing_key)))
-            arrivals[(event.msg_id, edge.target.node_id)] = start + travel
-            self.tokens_started += 1
-        if len(arrivals) > 4 * self.MAX_TOKENS:
-            self._arrivals = {k: t for k, t in arrivals.items() if t > now}
+            self._show(event, now)
+        if len(self._arrivals) > 4 * self.MAX_TOKENS:
+            self._arrivals = {k: t for k, t in self._arrivals.items() if t > now}
+        if len(self._fresh_marks) > 256:
+            self._fresh_marks = {k: m for k, m in self._fresh_marks.items() if m.start > now - self.MARK_MERGE}
         layer.now = now
         layer.update()
+
+    def _pick_pulsing_edges(self) -> None:
+        speed = 1e9 if math.isinf(self.speed) else self.speed
+        pulsing = []
+        for edge in self.scene.edges:
+            wall_rate = edge.rate * speed
+            if wall_rate > self.TOKEN_RATE or (edge.pulsing and wall_rate > self.CALM_RATE):
+                edge.pulsing = True
+                pulsing.append(edge)
+            else:
+                edge.pulsing = False
+        self.scene.tokens.pulsing = pulsing
+
+    def _show(self, event: tuple, now: float) -> None:  # type: ignore[type-arg]
+        _, _, kind, source, target, key, msg_id, detail = event
+        edge_for = self.scene.edge_for
+        if kind in ("published", "routed", "delivered", "dead_lettered"):
+            edge = edge_for.get((source, target))
+            if edge is not None:
+                self._token(edge, msg_id, key, now, ring=kind == "dead_lettered")
+        elif kind == "nacked":
+            edge = edge_for.get((target, source))  # back along the consumes edge
+            if detail == "discard":
+                self._mark(target, "rejected", msg_id, now, source)
+            elif edge is not None:
+                self._token(edge, msg_id, key, now, backwards=True, ring=True)
+        elif kind == "returned":
+            edge = edge_for.get((target, source))  # back along the publishes edge
+            if edge is not None:
+                self._token(edge, msg_id, key, now, backwards=True, ring=True)
+            self._mark(target, "returned", msg_id, now, source)
+        elif kind == "unroutable":
+            self._mark(source, "unroutable", msg_id, now, source)
+        elif kind == "expired":
+            self._mark(source, "expired", msg_id, now, source)
+        elif kind == "dropped":
+            self._mark(source, "lost" if detail == "broker restart" else "dropped", msg_id, now, source)
+
+    def _token(
+        self, edge: EdgeItem, msg_id: int, key: str, now: float, backwards: bool = False, ring: bool = False
+    ) -> None:
+        if edge.pulsing:
+            return
+        tokens = self.scene.tokens.tokens
+        if len(tokens) >= self.MAX_TOKENS:
+            self.tokens_skipped += 1
+            return
+        travel = self.travel
+        origin = edge.target.node_id if backwards else edge.source.node_id
+        start = max(now, self._arrivals.get((msg_id, origin), now))
+        if start - now > 3 * travel:
+            # The message's earlier hops are still queued for display; drawing this one
+            # would trail far behind the engine. The edge's width shows it.
+            self.tokens_skipped += 1
+            return
+        tokens.append(Token(edge, start, travel, self.key_colors(key), msg_id, backwards, ring))
+        destination = edge.source.node_id if backwards else edge.target.node_id
+        self._arrivals[(msg_id, destination)] = start + travel
+        self.tokens_started += 1
+
+    def _mark(self, node_id: str | None, fate: str, msg_id: int, now: float, arrived_at: str | None) -> None:
+        item = self.scene.nodes.get(node_id or "")
+        if item is None:
+            return
+        start = max(now, self._arrivals.get((msg_id, arrived_at or ""), now))
+        fresh = self._fresh_marks.get((item.node_id, fate))
+        if fresh is not None and abs(fresh.start - start) < self.MARK_MERGE:
+            fresh.count += 1
+            return
+        mark = FateMark(item, fate, start, self.MARK_SECONDS)
+        self.scene.tokens.marks.append(mark)
+        self._fresh_marks[(item.node_id, fate)] = mark
+        self.marks_started += 1
 
     # -- counters ------------------------------------------------------------------------------
 

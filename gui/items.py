@@ -36,6 +36,7 @@ def _font(point_size: float, bold: bool = False) -> QFont:
 
 
 TITLE_FONT = _font(9.5, bold=True)
+MARK_FONT = _font(7.5, bold=True)
 DETAIL_FONT = _font(8.0)
 LABEL_FONT = _font(7.5)
 
@@ -67,6 +68,8 @@ class NodeItem(QGraphicsItem):
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemSendsGeometryChanges)
         self.setAcceptHoverEvents(True)
         self.setZValue(2)
+        # Tokens repaint the canvas every frame; a node is drawn again only when it changes.
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.edges: list[EdgeItem] = []
         self._update_tooltip()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,12 @@ RELATION_TEXT = {
 }
 
 
+PLOTTED_KINDS = ("producer", "exchange", "queue", "consumer", "binding")
+
+
 class MainWindow(QMainWindow):
-    FRAME_MS = 33
+    FRAME_MS = 16
+    COUNTERS_EVERY = 0.2  # seconds between updates of node status lines and edge widths
 
     closed = Signal()
 
@@ -71,7 +76,9 @@ class MainWindow(QMainWindow):
         self.rates = RatesPanel()
         self.animator = FlowAnimator(self.scene)
         self._last_frame = time.monotonic()
-        self.frame_intervals: list[float] = []
+        self._legend_updated = 0.0
+        self._counters_shown = 0.0
+        self.frame_intervals: deque[float] = deque(maxlen=4000)  # the last minute or so
 
         self.setWindowIcon(QIcon(icon_path("queuecraft")))
         self.resize(1440, 900)
@@ -125,6 +132,7 @@ class MainWindow(QMainWindow):
             lambda kind: self.edits.place_new_node(kind, self.view.mapToScene(self.view.viewport().rect().center()))
         )
         self.inspector.selection_renamed.connect(lambda nid: self.scene.select_only([nid]))
+        self.rates.subject_changed.connect(lambda subject: self.scene.clearSelection())
         self.problems.problems_found.connect(self.scene.show_problems)
         self.problems.node_chosen.connect(self._reveal)
         snap = bool(self.settings.value("snap_to_grid", False, type=bool))
@@ -190,8 +198,18 @@ class MainWindow(QMainWindow):
         for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action):
             view_menu.addAction(action)
         view_menu.addSeparator()
+        self.legend_action = QAction("Show &Legend", self, checkable=True)
+        self.legend_action.setChecked(bool(self.settings.value("show_legend", True, type=bool)))
+        self.legend_action.toggled.connect(self._show_legend)
+        self._show_legend(self.legend_action.isChecked())
+        view_menu.addAction(self.legend_action)
+        view_menu.addSeparator()
         for dock in (self.palette_dock, self.inspector_dock, self.problems_dock):
             view_menu.addAction(dock.toggleViewAction())
+
+    def _show_legend(self, shown: bool) -> None:
+        self.view.legend.setVisible(shown)
+        self.settings.setValue("show_legend", shown)
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Main")
@@ -364,7 +382,13 @@ class MainWindow(QMainWindow):
             self.scene.show_effective_settings(self.controller.sim)
 
     def _on_selection_changed(self) -> None:
-        self.inspector.show_selection([*self.scene.selected_node_ids(), *self.scene.selected_edge_ids()])
+        selected = [*self.scene.selected_node_ids(), *self.scene.selected_edge_ids()]
+        self.inspector.show_selection(selected)
+        # The plots follow one selected node or binding; anything else shows the whole topology.
+        subject = selected[0] if len(selected) == 1 else None
+        if subject is not None and subject.split(":", 1)[0] not in PLOTTED_KINDS:
+            subject = None
+        self.rates.set_subject(subject)
 
     def _on_simulation_replaced(self) -> None:
         sim = self.controller.sim
@@ -391,14 +415,18 @@ class MainWindow(QMainWindow):
         now = time.monotonic()
         elapsed = min(now - self._last_frame, 0.25)
         self.frame_intervals.append(now - self._last_frame)
-        if len(self.frame_intervals) > 600:
-            del self.frame_intervals[:300]
         self._last_frame = now
         sim = self.controller.sim
         if sim is None:
             return
-        counters = sim.read_counters()
         self.animator.advance(sim.flow, elapsed, self.controller.running)
+        if now - self._counters_shown < self.COUNTERS_EVERY:
+            return
+        self._counters_shown = now
+        counters = sim.read_counters()
+        if now - self._legend_updated > 0.5:
+            self._legend_updated = now
+            self.view.legend.set_keys(self.animator.key_colors.seen())
         self.animator.show_counters(sim, counters)
         self.rates.update_from(sim)
         self._show_totals(sim, counters)

@@ -1,202 +1,425 @@
-"""Live plots (pyqtgraph): publish, deliver and ack rates, and the depth of each queue.
+"""Live plots (pyqtgraph) for the whole topology or the selected node: rates, depths, latency.
 
-Samples come from the simulation's counter history; each frame appends only the
-samples that are new into preallocated arrays and hands views to ``setData``.
+The numbers come from :mod:`engine.series` over the simulation's history; the
+plots are redrawn at most ``REDRAW_EVERY`` seconds apart, whatever the message
+rate or the speed, and only when the history has new samples.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from pathlib import Path
+
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine.model import display_name, split_node_id
-from engine.sim import COUNTERS, TOTALS_ID, Simulation
+from engine.series import LATENCY, Series, kind_of, series, to_csv, value_at
+from engine.sim import TOTALS_ID, Simulation
 
 from .details import Q
-from .style import SERIES_COLORS, series_color
+from .style import MUTED_TEXT, TEXT, series_color
 
-T = {name: i for i, name in enumerate(COUNTERS["totals"])}
-RATE_SERIES = (("publish", "published"), ("deliver", "delivered"), ("ack", "acked"))
+WINDOWS = (("last minute", 60.0), ("last 5 minutes", 300.0), ("whole run", None))
+
+# Colour and dash of each series, the same wherever it appears.
+STYLES: dict[str, tuple[str, Qt.PenStyle]] = {
+    "publish": ("#1e88e5", Qt.PenStyle.SolidLine),
+    "in": ("#1e88e5", Qt.PenStyle.SolidLine),
+    "enqueue": ("#1e88e5", Qt.PenStyle.SolidLine),
+    "route": ("#00897b", Qt.PenStyle.DashLine),
+    "deliver": ("#fb8c00", Qt.PenStyle.SolidLine),
+    "ack": ("#43a047", Qt.PenStyle.DashLine),
+    "nack": ("#d81b60", Qt.PenStyle.SolidLine),
+    "redeliver": ("#8e24aa", Qt.PenStyle.DotLine),
+    "unroutable": ("#e53935", Qt.PenStyle.SolidLine),
+    "return": ("#ef6c00", Qt.PenStyle.DotLine),
+    "alternate": ("#ef6c00", Qt.PenStyle.DashLine),
+    "drop": ("#455a64", Qt.PenStyle.SolidLine),
+    "expire": ("#8d6e63", Qt.PenStyle.DashLine),
+    "dead-letter": ("#c62828", Qt.PenStyle.DashDotLine),
+    "ready": ("#1565c0", Qt.PenStyle.SolidLine),
+    "unacked": ("#7e57c2", Qt.PenStyle.DashLine),
+    "buffered": ("#90a4ae", Qt.PenStyle.DotLine),
+    LATENCY[0]: ("#00897b", Qt.PenStyle.SolidLine),
+    LATENCY[1]: ("#e53935", Qt.PenStyle.DashLine),
+}
 
 
-class SeriesBuffer:
-    """A growing window of samples: times plus named columns, oldest dropped past ``capacity``."""
+def _pen(name: str, width: float = 1.8) -> pg.QtGui.QPen:
+    color, style = STYLES.get(name, ("#607d8b", Qt.PenStyle.SolidLine))
+    return pg.mkPen(color, width=width, style=style)
 
-    def __init__(self, columns: list[str], capacity: int = 4096) -> None:
-        self.capacity = capacity
-        self.columns = list(columns)
-        self.times = np.zeros(capacity)
-        self.values = np.zeros((len(columns), capacity))
-        self.size = 0
 
-    def append(self, time: float, row: list[float]) -> None:
-        if self.size == self.capacity:
-            keep = self.capacity // 2
-            self.times[:keep] = self.times[self.size - keep : self.size]
-            self.values[:, :keep] = self.values[:, self.size - keep : self.size]
-            self.size = keep
-        self.times[self.size] = time
-        self.values[:, self.size] = row
-        self.size += 1
+def subject_title(subject: str) -> str:
+    if subject == TOTALS_ID:
+        return "Whole topology"
+    kind, vhost, name = split_node_id(subject)
+    if kind == "binding":
+        source, _, rest = name.partition(">")
+        return f"Binding from {source}"
+    return f"{kind.capitalize()} {display_name(kind, name)}"
 
-    def column(self, index: int) -> np.ndarray:
-        return self.values[index, : self.size]
 
-    @property
-    def time(self) -> np.ndarray:
-        return self.times[: self.size]
+class Chart:
+    """One plot with its legend row above it."""
+
+    def __init__(self, graphics: pg.GraphicsLayoutWidget, col: int, title: str, unit: str) -> None:
+        # The unit goes in the title: a rotated axis label costs more to draw than the whole curve.
+        self.title = graphics.addLabel(f"{title} ({unit})", row=0, col=col, size="10pt", color=TEXT)
+        self.unit = unit
+        self.legend = pg.LegendItem(labelTextSize="8pt", colCount=3)
+        graphics.addItem(self.legend, row=1, col=col)
+        self.plot: pg.PlotItem = graphics.addPlot(row=2, col=col)
+        self.plot.setLabel("bottom", "simulated time (s)")
+        self.plot.getAxis("left").setWidth(40)  # a fixed width: no relayout as the numbers grow
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.setMouseEnabled(x=False, y=False)
+        self.plot.hideButtons()
+        self.plot.setClipToView(True)
+        self.plot.setDownsampling(auto=True, mode="peak")
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#90a4ae", width=1))
+        self.cursor.hide()
+        self.plot.addItem(self.cursor, ignoreBounds=True)
+        self.readout = pg.TextItem(color=TEXT, fill=pg.mkBrush(255, 255, 255, 225), border=pg.mkPen("#cfd8dc"))
+        self.readout.hide()
+        self.plot.addItem(self.readout, ignoreBounds=True)
+        self.markers: list[pg.InfiniteLine] = []
+        self.empty = pg.TextItem("", color=MUTED_TEXT, anchor=(0.5, 0.5))
+        self.plot.addItem(self.empty, ignoreBounds=True)
+
+    def set_curves(
+        self, names: list[str], labels: dict[str, str] | None = None, colors: dict[str, str] | None = None
+    ) -> None:
+        if list(self.curves) == names and not colors:
+            return
+        for curve in self.curves.values():
+            self.plot.removeItem(curve)
+        self.legend.clear()
+        self.curves = {}
+        for name in names:
+            pen = pg.mkPen(colors[name], width=1.8) if colors and name in colors else _pen(name)
+            curve = self.plot.plot([], [], pen=pen, connect="finite")
+            self.curves[name] = curve
+            self.legend.addItem(curve, (labels or {}).get(name, name))
+
+    def show_empty(self, text: str) -> None:
+        self.empty.setText(text)
+        self.empty.setVisible(bool(text))
 
 
 class RatesPanel(QWidget):
-    WINDOW = 120.0  # simulated seconds shown
-    RATE_WINDOW = 1.0  # rates averaged over this many simulated seconds
+    """Rates, levels and latency over a window of the run, for the whole topology or one node."""
+
+    REDRAW_EVERY = 0.25  # wall seconds
+    LEGEND_HEIGHT = 60  # three rows of legend above each plot
+    MAX_QUEUE_CURVES = 16
+    subject_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
+        pg.setConfigOptions(antialias=False, background="w", foreground="#37474f")
+        self.subject = TOTALS_ID
+        self.window: float | None = WINDOWS[0][1]
+        self.sim: Simulation | None = None
+        self.current: Series | None = None
+        self.depths: dict[str, list[float]] = {}
+        self._drawn_sample: float | None = None
+        self._drawn_at = 0.0
+        self._markers_drawn = 0
+
+        self.subject_label = QLabel()
+        self.subject_label.setStyleSheet(f"font-weight: bold; color: {TEXT};")
+        self.window_box = QComboBox()
+        for label, seconds in WINDOWS:
+            self.window_box.addItem(label, seconds)
+        self.window_box.currentIndexChanged.connect(self._window_chosen)
+        self.whole_button = QPushButton("Whole topology")
+        self.whole_button.setToolTip("Show the whole topology (or select a node to see its own numbers)")
+        self.whole_button.clicked.connect(lambda: self.subject_changed.emit(TOTALS_ID))
+        self.csv_button = QPushButton("Export CSV…")
+        self.csv_button.setToolTip("The numbers shown, one row per sample, for a spreadsheet")
+        self.csv_button.clicked.connect(self.export_csv)
+        header = QHBoxLayout()
+        header.setContentsMargins(6, 2, 6, 0)
+        header.addWidget(self.subject_label, 1)
+        header.addWidget(QLabel("Show"))
+        header.addWidget(self.window_box)
+        header.addWidget(self.whole_button)
+        header.addWidget(self.csv_button)
+
         self.graphics = pg.GraphicsLayoutWidget()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.graphics)
-        # Legends sit in a row of their own above the plots, never on top of the data.
-        self.rates_legend = pg.LegendItem(labelTextSize="8pt", colCount=3)
-        self.depth_legend = pg.LegendItem(labelTextSize="8pt", colCount=4)
-        for col, title in enumerate(("Message rates", "Queue depth")):
-            self.graphics.addLabel(title, row=0, col=col, size="11pt", color="#37474f")
-        self.graphics.addItem(self.rates_legend, row=1, col=0)
-        self.graphics.addItem(self.depth_legend, row=1, col=1)
-        self.rates_plot = self._plot("Message rates", "msg/s", col=0)
-        self.depth_plot = self._plot("Queue depth", "messages ready", col=1)
-        for col in (0, 1):
+        self.graphics.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.rates_chart = Chart(self.graphics, 0, "Message rates", "msg/s")
+        self.levels_chart = Chart(self.graphics, 1, "Queue depth", "messages")
+        self.latency_chart = Chart(self.graphics, 2, "End-to-end latency", "ms")
+        for col in range(3):
             self.graphics.ci.layout.setColumnStretchFactor(col, 1)
-        styles = {"publish": Qt.PenStyle.SolidLine, "deliver": Qt.PenStyle.SolidLine, "ack": Qt.PenStyle.DashLine}
-        self.rate_curves = {
-            name: self.rates_plot.plot([], [], pen=pg.mkPen(SERIES_COLORS[name], width=2, style=styles[name]))
-            for name, _ in RATE_SERIES
-        }
-        for name, curve in self.rate_curves.items():
-            self.rates_legend.addItem(curve, name)
-        self._fit_legend_row()
-        self.depth_curves: dict[str, pg.PlotDataItem] = {}
-        self._queue_ids: list[str] = []
-        self._last_time = -1.0
-        self._cumulative = SeriesBuffer([counter for _, counter in RATE_SERIES])
-        self.rates = SeriesBuffer([name for name, _ in RATE_SERIES])
-        self.depths = SeriesBuffer([])
+        self.graphics.ci.layout.setRowMaximumHeight(1, self.LEGEND_HEIGHT)
+        self.graphics.ci.layout.setRowMinimumHeight(1, self.LEGEND_HEIGHT)
+        for chart in self.charts:
+            chart.legend.setMaximumHeight(self.LEGEND_HEIGHT)
+            chart.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._mouse_proxy = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=30, slot=self._mouse_moved)
 
-    MAX_LEGEND_ROWS = 2
-    MAX_LEGEND_ENTRIES = 16
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.setSpacing(0)
+        layout.addLayout(header)
+        layout.addWidget(self.graphics, 1)
+        self._show_subject()
 
-    def _fit_legend_row(self) -> None:
-        """At most two rows of legend: the depth legend widens into more columns instead."""
-        entries = len(self.depth_legend.items)
-        columns = max(4, -(-entries // self.MAX_LEGEND_ROWS))
-        self.depth_legend.setColumnCount(columns)
-        rows = max(1, -(-entries // columns))
-        height = rows * 20 + 2
-        for legend in (self.rates_legend, self.depth_legend):
-            legend.setMaximumHeight(height)
-            legend.setMinimumWidth(0)
-            legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.graphics.ci.layout.setRowMaximumHeight(1, height)
-        self.graphics.ci.layout.setRowMinimumHeight(1, height)
+    @property
+    def charts(self) -> tuple[Chart, Chart, Chart]:
+        return self.rates_chart, self.levels_chart, self.latency_chart
 
-    def _plot(self, title: str, unit: str, col: int) -> pg.PlotItem:
-        plot = self.graphics.addPlot(row=2, col=col)
-        plot.setLabel("bottom", "simulated time", units="s")
-        plot.setLabel("left", unit)
-        plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setMouseEnabled(x=False, y=False)
-        plot.hideButtons()
-        plot.setClipToView(True)
-        plot.setDownsampling(auto=True, mode="peak")
-        return plot
+    # -- what is shown -----------------------------------------------------------------------------
+
+    @property
+    def rate_curves(self) -> dict[str, pg.PlotDataItem]:
+        return self.rates_chart.curves
+
+    @property
+    def depth_curves(self) -> dict[str, pg.PlotDataItem]:
+        """The whole topology's depth curve per queue (empty while a node is shown)."""
+        return self.levels_chart.curves if self.subject == TOTALS_ID else {}
+
+    def set_subject(self, subject: str | None) -> None:
+        """The node (or binding) to show; None or TOTALS_ID: the whole topology."""
+        subject = subject or TOTALS_ID
+        if subject == self.subject:
+            return
+        self.subject = subject
+        self._show_subject()
+        self.redraw()
+
+    def _window_chosen(self, index: int) -> None:
+        self.window = self.window_box.itemData(index)
+        self.redraw()
+
+    def _show_subject(self) -> None:
+        kind = kind_of(self.subject)
+        self.subject_label.setText(subject_title(self.subject))
+        self.whole_button.setEnabled(self.subject != TOTALS_ID)
+        title = {"totals": "Queue depth", "queue": "In the queue", "consumer": "Held by the consumer"}.get(
+            kind, "Messages"
+        )
+        self.levels_chart.title.setText(f"{title} (messages)")
+        self._drawn_sample = None
+        self.depths = {}
+        self._set_curves()
+
+    def _set_curves(self) -> None:
+        kind = kind_of(self.subject)
+        from engine.series import LATENCY_KINDS, LEVELS, RATES
+
+        self.rates_chart.set_curves([name for name, _ in RATES.get(kind, ())])
+        if kind == "totals":
+            queues = self._queue_ids()
+            shown = queues[: self.MAX_QUEUE_CURVES]
+            labels = self._queue_labels(shown)
+            colors = {qid: series_color(i) for i, qid in enumerate(shown)}
+            self.levels_chart.set_curves(shown, labels, colors)
+        else:
+            self.levels_chart.set_curves([name for name, _ in LEVELS.get(kind, ())])
+        self.latency_chart.set_curves(list(LATENCY) if kind in LATENCY_KINDS else [])
+        self.levels_chart.show_empty("" if self.levels_chart.curves else "nothing is held here")
+        self.latency_chart.show_empty("" if kind in LATENCY_KINDS else "latency is measured at queues and consumers")
+
+    def _queue_ids(self) -> list[str]:
+        sim = self.sim
+        if sim is None:
+            return []
+        shown = set(sim.topology.node_ids())
+        return [queue.node_id for queue in sim.broker.all_queues() if queue.node_id in shown]
+
+    @staticmethod
+    def _queue_labels(queue_ids: list[str]) -> dict[str, str]:
+        multi_vhost = len({split_node_id(q)[1] for q in queue_ids}) > 1
+        labels = {}
+        for qid in queue_ids:
+            _, vhost, name = split_node_id(qid)
+            labels[qid] = display_name("queue", name) + (f" [{vhost}]" if multi_vhost else "")
+        return labels
+
+    # -- following the simulation ------------------------------------------------------------------
 
     def reset(self, sim: Simulation) -> None:
-        for curve in self.depth_curves.values():
-            self.depth_plot.removeItem(curve)
-        self.depth_legend.clear()
-        self.depth_curves = {}
-        self._queue_ids = [
-            queue.node_id for queue in sim.broker.all_queues() if queue.node_id in set(sim.topology.node_ids())
-        ]
-        multi_vhost = len({split_node_id(q)[1] for q in self._queue_ids}) > 1
-        for index, qid in enumerate(self._queue_ids):
-            _, vhost, name = split_node_id(qid)
-            label = display_name("queue", name) + (f" [{vhost}]" if multi_vhost else "")
-            self.depth_curves[qid] = self.depth_plot.plot([], [], pen=pg.mkPen(series_color(index), width=2))
-            if index < self.MAX_LEGEND_ENTRIES - 1 or len(self._queue_ids) == self.MAX_LEGEND_ENTRIES:
-                self.depth_legend.addItem(self.depth_curves[qid], label)
-        hidden = len(self._queue_ids) - len(self.depth_legend.items)
-        if hidden > 0:
-            self.depth_legend.addItem(pg.PlotDataItem(pen=None), f"+{hidden} more")
-        self._fit_legend_row()
-        self._last_time = -1.0
-        self._cumulative = SeriesBuffer([counter for _, counter in RATE_SERIES])
-        self.rates = SeriesBuffer([name for name, _ in RATE_SERIES])
-        self.depths = SeriesBuffer(self._queue_ids)
-        for curve in self.rate_curves.values():
-            curve.setData([], [])
-        self.update_from(sim)
+        self.sim = sim
+        self._queues_seen = self._queue_ids()
+        self._markers_drawn = 0
+        for chart in self.charts:
+            for marker in chart.markers:
+                chart.plot.removeItem(marker)
+            chart.markers = []
+        if self.subject != TOTALS_ID and self.subject not in sim.read_counters() and kind_of(self.subject) != "totals":
+            self.subject = TOTALS_ID
+        self._show_subject()
+        self.redraw()
 
     def reset_if_queues_changed(self, sim: Simulation | None) -> None:
         """After an edit: new or removed queues get or lose their depth curve."""
         if sim is None:
             return
-        shown = set(sim.topology.node_ids())
-        queues = [queue.node_id for queue in sim.broker.all_queues() if queue.node_id in shown]
-        if queues != self._queue_ids:
-            self.reset(sim)
+        self.sim = sim
+        queues = self._queue_ids()
+        if queues != getattr(self, "_queues_seen", None):
+            self._queues_seen = queues
+            self._set_curves()
+            self._drawn_sample = None
 
     def update_from(self, sim: Simulation) -> None:
-        samples = sim.history.samples
-        new = [s for s in _newer(samples, self._last_time)]
-        if not new:
+        """Once a frame: redraw when there is something new and the last redraw is not too recent."""
+        self.sim = sim
+        latest = sim.history.latest()
+        if latest is None or latest.time == self._drawn_sample:
             return
-        lag = max(int(round(self.RATE_WINDOW / sim.sample_interval)), 1)
-        for sample in new:
-            totals = sample.counters.get(TOTALS_ID)
-            if totals is None:
+        now = time.monotonic()
+        if now - self._drawn_at < self.REDRAW_EVERY:
+            return
+        self.redraw()
+
+    def redraw(self) -> None:
+        sim = self.sim
+        if sim is None:
+            return
+        self._drawn_at = time.monotonic()
+        latest = sim.history.latest()
+        self._drawn_sample = latest.time if latest is not None else None
+        data = series(sim.history, self.subject, self.window)
+        self.current = data
+        times = np.asarray(data.times, dtype=float)
+        for name, curve in self.rates_chart.curves.items():
+            curve.setData(times, np.asarray(data.rates.get(name, []), dtype=float))
+        if self.subject == TOTALS_ID:
+            self.depths = {}
+            samples = sim.history.window(self.window)
+            depth = Q["depth"]
+            for qid, curve in self.levels_chart.curves.items():
+                values = [float(s.counters[qid][depth]) if qid in s.counters else math.nan for s in samples]
+                self.depths[qid] = values
+                curve.setData(times, np.asarray(values, dtype=float))
+        else:
+            for name, curve in self.levels_chart.curves.items():
+                curve.setData(times, np.asarray(data.levels.get(name, []), dtype=float))
+        for name, curve in self.latency_chart.curves.items():
+            curve.setData(times, np.asarray(data.latency.get(name, []), dtype=float))
+        self._fit_ranges(times)
+        self._draw_markers(sim)
+
+    def _fit_ranges(self, times: np.ndarray) -> None:
+        end = float(times[-1]) if len(times) else 0.0
+        span = self.window if self.window is not None else max(end, 10.0)
+        start = max(0.0, end - span) if self.window is not None else 0.0
+        end = max(end, start + min(span, 10.0))
+        for chart in self.charts:
+            chart.plot.setXRange(start, end, padding=0.01)
+            peak = 0.0
+            for curve in chart.curves.values():
+                _, y = curve.getData()
+                if y is not None and len(y):
+                    finite = y[np.isfinite(y)]
+                    if len(finite):
+                        peak = max(peak, float(finite.max()))
+            chart.plot.setYRange(0.0, max(peak * 1.12, 5.0), padding=0.03)
+            chart.empty.setPos((start + end) / 2, max(peak * 1.12, 5.0) / 2)
+
+    def _draw_markers(self, sim: Simulation) -> None:
+        """A faint vertical line, labelled, where each fault was played."""
+        for when, text in sim.fault_log[self._markers_drawn :]:
+            for index, chart in enumerate(self.charts):
+                marker = pg.InfiniteLine(
+                    pos=when,
+                    angle=90,
+                    movable=False,
+                    pen=pg.mkPen("#ef6c00", width=1, style=Qt.PenStyle.DashLine),
+                    label=text if index == 0 else None,
+                    labelOpts={"position": 0.92, "color": "#e65100", "fill": (255, 255, 255, 200), "movable": False},
+                )
+                chart.plot.addItem(marker, ignoreBounds=True)
+                chart.markers.append(marker)
+        self._markers_drawn = len(sim.fault_log)
+
+    # -- reading values ----------------------------------------------------------------------------
+
+    def _mouse_moved(self, event) -> None:  # type: ignore[no-untyped-def]
+        position = event[0]
+        for chart in self.charts:
+            inside = chart.plot.sceneBoundingRect().contains(position)
+            chart.cursor.setVisible(inside)
+            chart.readout.setVisible(inside)
+            if not inside:
                 continue
-            self._cumulative.append(sample.time, [totals[T[counter]] for _, counter in RATE_SERIES])
-            size = self._cumulative.size
-            back = max(size - 1 - lag, 0)
-            span = sample.time - self._cumulative.times[back]
-            row = []
-            for i in range(len(RATE_SERIES)):
-                values = self._cumulative.values[i]
-                row.append((values[size - 1] - values[back]) / span if span > 0 else 0.0)
-            self.rates.append(sample.time, row)
-            self.depths.append(sample.time, [sample.counters.get(q, (0,) * 4)[Q["depth"]] for q in self._queue_ids])
-            self._last_time = sample.time
-        for index, (name, _) in enumerate(RATE_SERIES):
-            self.rate_curves[name].setData(self.rates.time, self.rates.column(index))
-        for index, qid in enumerate(self._queue_ids):
-            self.depth_curves[qid].setData(self.depths.time, self.depths.column(index))
-        end = max(self._last_time, 10.0)
-        start = max(0.0, end - self.WINDOW)
-        visible = self.rates.time >= start
-        for plot, buffer, floor in ((self.rates_plot, self.rates, 5.0), (self.depth_plot, self.depths, 5.0)):
-            plot.setXRange(start, end, padding=0.01)
-            peak = (
-                float(buffer.values[:, : buffer.size][:, visible].max())
-                if buffer.values.shape[0] and visible.any()
-                else 0.0
-            )
-            plot.setYRange(0.0, max(peak * 1.12, floor), padding=0.03)
+            point = chart.plot.vb.mapSceneToView(position)
+            text = self.values_text(chart, point.x())
+            if not text:
+                chart.readout.hide()
+                continue
+            chart.cursor.setPos(point.x())
+            chart.readout.setText(text)
+            chart.readout.setPos(point.x(), chart.plot.vb.viewRange()[1][1])
+
+    def values_text(self, chart: Chart, time_: float) -> str:
+        """The values of a chart's curves at the sample nearest ``time_``, one per line."""
+        data = self.current
+        if data is None:
+            return ""
+        found = value_at(data, time_)
+        if found is None:
+            return ""
+        at, values = found
+        lines = [f"t = {at:.2f} s"]
+        if chart is self.levels_chart and self.subject == TOTALS_ID:
+            index = min(range(len(data.times)), key=lambda i: abs(data.times[i] - at))
+            labels = self._queue_labels(list(self.depths))
+            for qid, column in self.depths.items():
+                lines.append(f"{labels[qid]}: {_number(column[index])}")
+            return "\n".join(lines)
+        for name in chart.curves:
+            value = values.get(name, math.nan)
+            unit = " ms" if chart is self.latency_chart else ("/s" if chart is self.rates_chart else "")
+            lines.append(f"{name}: {_number(value)}{unit if not math.isnan(value) else ''}")
+        return "\n".join(lines)
+
+    def export_csv(self, path: str | Path | None = None) -> bool:
+        sim = self.sim
+        if sim is None:
+            return False
+        if path is None:
+            name = subject_title(self.subject).lower().replace(" ", "-")
+            chosen, _ = QFileDialog.getSaveFileName(self, "Export the numbers as CSV", f"{name}.csv", "CSV (*.csv)")
+            if not chosen:
+                return False
+            path = chosen
+        text = to_csv(series(sim.history, self.subject, self.window))
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            QMessageBox.warning(self, "Cannot export", f"{path}: {exc.strerror or exc}")
+            return False
+        return True
 
     def has_data(self) -> bool:
-        return self.rates.size > 1
+        return self.current is not None and len(self.current.times) > 1
 
 
-def _newer(samples, after: float):  # type: ignore[no-untyped-def]
-    """Samples later than ``after``, read from the end so the cost follows what is new."""
-    found = []
-    for sample in reversed(samples):
-        if sample.time <= after:
-            break
-        found.append(sample)
-    found.reverse()
-    return found
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}"

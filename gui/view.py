@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from .items import NodeItem
+from .legend import FlowLegend
 from .scene import TopologyScene
 from .style import MUTED_TEXT, NODE_HEIGHT, NODE_WIDTH
 
@@ -224,6 +225,8 @@ class CanvasView(QGraphicsView):
         self._drag_start: dict[str, tuple[float, float]] = {}
         # While the person has not zoomed or panned since the last fit, a resize fits again.
         self._fitted: bool | None = None  # None: not fitted; else the ``readable`` of the last fit
+        self.legend = FlowLegend(self.viewport())
+        self._place_legend()
         for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
             bar.actionTriggered.connect(self._forget_fit)
 
@@ -283,8 +286,12 @@ class CanvasView(QGraphicsView):
         """The person is working on the canvas: stop following the window's size."""
         self._fitted = None
 
+    def _place_legend(self) -> None:
+        self.legend.place()
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
+        self._place_legend()
         if self._fitted is not None:
             self.fit(self._fitted)
 

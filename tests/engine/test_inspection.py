@@ -8,6 +8,7 @@ import pytest
 
 from engine.explain import explain_headers, explain_topic
 from engine.inspection import Tracer, body_preview, queue_messages
+from engine.metrics import MessageTraces
 from engine.model import Binding, Consumer, Exchange, Producer, Queue, Topology
 from engine.routing import Binding as RouterBinding
 from engine.routing import TopicRouter
@@ -107,15 +108,17 @@ def test_a_trace_follows_every_copy_to_its_end_and_explains_the_bindings() -> No
 
 def test_a_message_whose_trace_is_gone_is_pieced_together_from_what_it_carries() -> None:
     sim = traced(shop())
-    sim.flow.traces.capacity = 5
+    sim.flow.traces = MessageTraces(capacity=40)  # events: a few messages' worth
+    sim.flow.traces.enabled = True
     sim.run_for(3)
     oldest = sim.broker.get_vhost("/").queues["audit"].ready[0]
     assert sim.flow.traces.hops(oldest.msg_id) is None
+    newest = sim.broker.get_vhost("/").queues["audit"].ready[-1]
+    assert [e.kind for e in sim.flow.traces.hops(newest.msg_id) or []][:2] == ["published", "routed"]
     trace = Tracer(sim.broker).trace(oldest.msg_id)
     assert trace is not None and not trace.complete
     assert trace.hops[0].text.startswith("shop published it to exchange orders")
     assert any(hop.text.startswith("waiting in queue audit") for hop in trace.hops)
-    assert len(sim.flow.traces) <= 5
 
 
 def test_a_queue_lists_ready_messages_in_delivery_order_then_those_consumers_hold() -> None:
