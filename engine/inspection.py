@@ -217,6 +217,10 @@ class Tracer:
             hop.bindings = self.binding_checks(source, event.routing_key, headers)
         return hop
 
+    def describe(self, event: FlowEvent) -> str:
+        """One flow event in words."""
+        return self._describe(event)
+
     def _describe(self, event: FlowEvent) -> str:
         kind, source, target, detail = event.kind, event.source, event.target, event.detail
         key = f"'{event.routing_key}'" if event.routing_key else "the empty key"

@@ -7,8 +7,9 @@ import math
 from PySide6.QtCore import QObject, Signal
 
 from engine.errors import AMQPError
+from engine.metrics import FlowEvent
 from engine.model import Topology
-from engine.sim import PacedRunner, Simulation
+from engine.sim import Follow, PacedRunner, Simulation
 
 SPEEDS = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 100.0, math.inf]
 
@@ -85,6 +86,23 @@ class SimulationController(QObject):
             self.load(self._topology)
             if was_running:
                 self.run()
+
+    def step(self) -> list[FlowEvent]:
+        """Pause, then run the engine until one event moves a message; the flow events it made."""
+        self.pause()
+        if self.sim is None:
+            return []
+        events = self.sim.step()
+        self.state_changed.emit()
+        return events
+
+    def follow_next(self) -> Follow | None:
+        """Follow the next message published, running until it has ended everywhere."""
+        if self.sim is None:
+            return None
+        follow = self.sim.follow_next()
+        self.run()
+        return follow
 
     def set_speed(self, speed: float) -> None:
         self.speed = speed

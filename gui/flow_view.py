@@ -55,7 +55,8 @@ class FlowAnimator:
     def __init__(self, scene: TopologyScene) -> None:
         self.scene = scene
         self.last_seq = 0
-        self.clock = 0.0  # display time: runs only while the simulation does
+        self.clock = 0.0  # display time: runs only while the simulation does (or a step plays out)
+        self.hold_until = 0.0
         self.travel = 0.55
         self.speed = 1.0
         self.tokens_started = 0
@@ -90,9 +91,13 @@ class FlowAnimator:
 
     # -- tokens ------------------------------------------------------------------------------
 
+    def hold_for_step(self) -> None:
+        """While paused after a step, let its tokens finish their trip."""
+        self.hold_until = self.clock + self.travel * 4
+
     def advance(self, flow: FlowLog, elapsed: float, running: bool) -> None:
         """Move the display clock by ``elapsed`` wall seconds and draw what happened since last frame."""
-        if running:
+        if running or self.clock < self.hold_until:
             self.clock += elapsed
         now = self.clock
         layer = self.scene.tokens

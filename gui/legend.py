@@ -49,10 +49,10 @@ class FlowLegend(QWidget):
         self.place()
 
     def place(self) -> None:
-        """Bottom right of the canvas, where a left-to-right topology leaves most room."""
+        """Top right of the canvas, where a left-to-right topology, shown whole, leaves most room."""
         parent = self.parentWidget()
         if parent is not None:
-            self.move(max(parent.width() - self.width() - 8, 8), max(parent.height() - self.height() - 8, 8))
+            self.move(max(parent.width() - self.width() - 8, 8), 8)
 
     def sizeHint(self) -> QSize:
         return self.size()

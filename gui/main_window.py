@@ -40,9 +40,11 @@ from .edit_actions import EditActions
 from .file_actions import EXAMPLES, FileActions, example_files, example_title
 from .flow_view import FlowAnimator
 from .inspector import Inspector
+from .messages_panel import MessagesPanel
 from .palette import Palette
 from .problems_panel import ProblemsPanel
 from .rates_panel import RatesPanel
+from .run_actions import RunActions
 from .scene import GRID, TopologyScene
 from .style import icon_path
 from .view import CanvasView
@@ -98,11 +100,17 @@ class MainWindow(QMainWindow):
         self.problems_dock = self._dock("Problems", self.problems, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.palette_dock], [170], Qt.Orientation.Horizontal)
         self.resizeDocks([self.inspector_dock], [330], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.inspector_dock, self.problems_dock], [560, 200], Qt.Orientation.Vertical)
+        self.resizeDocks([self.inspector_dock, self.problems_dock], [470, 370], Qt.Orientation.Vertical)
+
+        self.messages = MessagesPanel()
+        self.messages_dock = self._dock("Messages", self.messages, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.problems_dock, self.messages_dock)
+        self.problems_dock.raise_()
 
         self.files = FileActions(self)
         self.edits = EditActions(self)
         self._build_run_actions()
+        self.runs = RunActions(self)
         self._build_menus()
         self._build_toolbar()
         self.totals_label = QLabel()
@@ -128,6 +136,7 @@ class MainWindow(QMainWindow):
         self.view.node_dropped.connect(self.edits.place_new_node)
         self.view.rename_requested_check = self._rename_from_view
         self.view.context_requested.connect(self._show_context_menu)
+        self.view.token_clicked.connect(self.show_message_trace)
         self.palette.add_requested.connect(
             lambda kind: self.edits.place_new_node(kind, self.view.mapToScene(self.view.viewport().rect().center()))
         )
@@ -192,7 +201,7 @@ class MainWindow(QMainWindow):
         self.files.fill_menu(self.menuBar().addMenu("&File"))
         self.edits.fill_menu(self.menuBar().addMenu("&Edit"))
         sim_menu = self.menuBar().addMenu("&Simulation")
-        for action in (self.run_action, self.pause_action, self.reset_action):
+        for action in (self.run_action, self.pause_action, self.runs.step, self.runs.follow, self.reset_action):
             sim_menu.addAction(action)
         view_menu = self.menuBar().addMenu("&View")
         for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action):
@@ -204,8 +213,13 @@ class MainWindow(QMainWindow):
         self._show_legend(self.legend_action.isChecked())
         view_menu.addAction(self.legend_action)
         view_menu.addSeparator()
-        for dock in (self.palette_dock, self.inspector_dock, self.problems_dock):
+        for dock in (self.palette_dock, self.inspector_dock, self.problems_dock, self.messages_dock):
             view_menu.addAction(dock.toggleViewAction())
+
+    def show_message_trace(self, msg_id: int) -> None:
+        self.messages_dock.show()
+        self.messages_dock.raise_()
+        self.messages.show_trace(msg_id)
 
     def _show_legend(self, shown: bool) -> None:
         self.view.legend.setVisible(shown)
@@ -223,7 +237,7 @@ class MainWindow(QMainWindow):
         bar.addAction(self.edits.undo)
         bar.addAction(self.edits.redo)
         bar.addSeparator()
-        for action in (self.run_action, self.pause_action, self.reset_action):
+        for action in (self.run_action, self.pause_action, self.runs.step, self.runs.follow, self.reset_action):
             bar.addAction(action)
         bar.addSeparator()
         bar.addWidget(QLabel(" Speed "))
@@ -234,6 +248,8 @@ class MainWindow(QMainWindow):
         self.speed_box.setToolTip("Simulated seconds per wall-clock second")
         self.speed_box.currentIndexChanged.connect(lambda i: self.set_speed(self.speed_box.itemData(i)))
         bar.addWidget(self.speed_box)
+        bar.addWidget(QLabel("  Seed "))
+        bar.addWidget(self.runs.seed_box)
         bar.addSeparator()
         self.time_label = QLabel()
         self.time_label.setMinimumWidth(190)
@@ -389,12 +405,17 @@ class MainWindow(QMainWindow):
         if subject is not None and subject.split(":", 1)[0] not in PLOTTED_KINDS:
             subject = None
         self.rates.set_subject(subject)
+        queues = [nid for nid in selected if nid.startswith("queue:")]
+        if len(selected) == 1 and queues:
+            self.messages.show_queue(queues[0])
 
     def _on_simulation_replaced(self) -> None:
         sim = self.controller.sim
         assert sim is not None
         self.animator.reset(sim.flow)
         self.rates.reset(sim)
+        self.messages.set_simulation(sim)
+        self.runs.following = None
         self.scene.show_effective_settings(sim)
         self.on_frame()
 
@@ -420,8 +441,10 @@ class MainWindow(QMainWindow):
         if sim is None:
             return
         self.animator.advance(sim.flow, elapsed, self.controller.running)
+        self.runs.on_frame()
         if now - self._counters_shown < self.COUNTERS_EVERY:
             return
+        self.messages.refresh()
         self._counters_shown = now
         counters = sim.read_counters()
         if now - self._legend_updated > 0.5:

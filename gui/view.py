@@ -205,6 +205,7 @@ class CanvasView(QGraphicsView):
     connection_refused = Signal(str)
     node_dropped = Signal(str, QPointF)  # palette kind, scene position
     context_requested = Signal(QPoint)  # global position; selection already set
+    token_clicked = Signal(int)  # a message in flight, by id
 
     def __init__(self, scene: TopologyScene, parent: QWidget | None = None) -> None:
         super().__init__(scene, parent)
@@ -311,6 +312,10 @@ class CanvasView(QGraphicsView):
             if node is not None and node.on_port(scene_pos):
                 self.interaction = ConnectInteraction(self, node)
                 self.interaction.move(scene_pos)
+                return
+            token = self.topology_scene.tokens.token_at(scene_pos, reach=8.0 / max(self.zoom, 0.2))
+            if token is not None and node is None:
+                self.token_clicked.emit(token.msg_id)
                 return
         super().mousePressEvent(event)
         if event.button() == Qt.MouseButton.LeftButton:

@@ -1,0 +1,177 @@
+"""Watching a run: every message drawn at low rates, pulses at high ones, fates marked where they
+happen, plots that follow the selection, stepping, following a message, and a queue's messages."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from engine.model import Binding, Consumer, Exchange, Producer, Queue, Topology
+from engine.sim import TOTALS_ID
+from gui.main_window import MainWindow
+
+from .conftest import run_for
+
+
+@pytest.fixture
+def window(qtbot, qasync_loop, settings, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("gui.file_actions.recovery_dir", lambda: tmp_path / "recovery")
+    win = MainWindow(settings)
+    qtbot.addWidget(win, before_close_func=lambda w: w.document.undo_stack.setClean())
+    win.resize(1440, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.controller.pause()
+
+
+def fates() -> Topology:
+    return Topology(
+        exchanges=[Exchange("orders", type="topic"), Exchange("dead-letters", type="fanout")],
+        queues=[
+            Queue("payments", arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "dead-letters"}),
+            Queue("audit", arguments={"x-max-length": 2}),
+            Queue("parked"),
+        ],
+        bindings=[
+            Binding("orders", "payments", routing_key="order.created"),
+            Binding("orders", "audit", routing_key="order.*"),
+            Binding("dead-letters", "parked"),
+        ],
+        producers=[
+            Producer("shop", "orders", routing_key="order.{created|paid|lost.key}", rate=20),
+            Producer("strict", "orders", routing_key="invoice.sent", rate=2, mandatory=True),
+        ],
+        consumers=[
+            Consumer("payer", "payments", prefetch=1, work_ms=400),
+            Consumer("auditor", "audit", prefetch=1, work_ms=500),
+        ],
+    )
+
+
+def load(window: MainWindow, topology: Topology) -> None:
+    window.document.adopt(topology)
+
+
+def test_at_a_low_rate_every_message_gets_a_token_on_every_edge_it_travels(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    topology = fates()
+    topology.producers = [Producer("shop", "orders", routing_key="order.{created|paid}", rate=50)]
+    load(window, topology)
+    window.controller.run()
+    run_for(qasync_loop, 2.0)
+    flow = window.controller.sim.flow
+    drawn_kinds = {"published", "routed", "delivered", "dead_lettered"}
+    window.controller.pause()
+    window.on_frame()  # the animation has read every event there is
+    events = [e for e in flow.since(0) if e.kind in drawn_kinds and (e.source, e.target) in window.scene.edge_for]
+    assert len(events) > 150
+    assert window.animator.tokens_skipped == 0
+    assert window.animator.tokens_started == len(events)
+    assert not window.scene.tokens.pulsing
+
+
+def test_fates_are_marked_at_their_node_and_dead_letters_ride_the_dead_letter_edge(
+    window: MainWindow, qasync_loop
+) -> None:  # type: ignore[no-untyped-def]
+    load(window, fates())
+    marked: dict[str, set[str]] = {}
+    rings = set()
+    window.controller.run()
+    for _ in range(40):
+        run_for(qasync_loop, 0.1)
+        for mark in window.scene.tokens.marks:
+            marked.setdefault(mark.fate, set()).add(mark.node.node_id)
+        rings |= {t.edge.relation for t in window.scene.tokens.tokens if t.ring}
+    assert marked["unroutable"] == {"exchange:/:orders"}
+    assert marked["returned"] == {"producer:/:strict"}
+    assert marked["dropped"] == {"queue:/:audit"}
+    assert marked["expired"] == {"queue:/:payments"}
+    assert "dead-letter" in rings and "publishes" in rings  # dead letters onward, returns back
+
+
+def test_a_busy_edge_pulses_instead_of_drawing_tokens_and_frames_stay_bounded(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    topology = fates()
+    topology.producers = [Producer("firehose", "orders", routing_key="order.created", rate=5000)]
+    topology.consumers = [Consumer("payer", "payments", prefetch=500, work_ms=0)]
+    load(window, topology)
+    window.controller.run()
+    run_for(qasync_loop, 3.0)
+    pulsing = {(e.source.node_id, e.target.node_id) for e in window.scene.tokens.pulsing}
+    assert ("producer:/:firehose", "exchange:/:orders") in pulsing
+    assert len(window.scene.tokens.tokens) <= window.animator.MAX_TOKENS
+    assert all(not t.edge.pulsing for t in window.scene.tokens.tokens)
+
+
+def test_the_plots_follow_the_selection_show_values_and_export_csv(
+    window: MainWindow, qasync_loop, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    load(window, fates())
+    window.controller.run()
+    run_for(qasync_loop, 2.5)
+    rates = window.rates
+    assert rates.subject == TOTALS_ID and "publish" in rates.rate_curves
+    window.scene.select_only(["queue:/:payments"])
+    assert rates.subject == "queue:/:payments"
+    assert set(rates.rate_curves) >= {"enqueue", "deliver", "expire", "dead-letter"}
+    assert set(rates.levels_chart.curves) == {"ready", "unacked"}
+    run_for(qasync_loop, 1.0)
+    _, p50 = rates.latency_chart.curves["latency p50"].getData()
+    assert p50 is not None and any(v > 0 for v in p50 if not math.isnan(v))
+    text = rates.values_text(rates.rates_chart, 1.5)
+    assert text.startswith("t = 1.50 s") and "enqueue:" in text
+    target = tmp_path / "payments.csv"
+    assert rates.export_csv(target)
+    rows = list(csv.reader(target.read_text().splitlines()))
+    assert rows[0][:2] == ["time (s)", "enqueue (msg/s)"] and len(rows) > 8
+    window.scene.clearSelection()
+    assert rates.subject == TOTALS_ID
+
+
+def test_step_runs_one_event_and_says_what_happened(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    load(window, fates())
+    window.runs.step_event()
+    assert not window.controller.running
+    message = window.statusBar().currentMessage()
+    assert "published it to exchange orders" in message, message
+    before = window.controller.time
+    window.runs.step_event()
+    assert window.controller.time >= before
+    run_for(qasync_loop, 0.3)
+    assert window.animator.tokens_started > 0, "a step's messages are drawn even while paused"
+
+
+def test_follow_a_message_runs_until_its_journey_ends_then_shows_it(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    load(window, fates())
+    window.set_speed(5.0)
+    window.runs.follow_message()
+    for _ in range(50):
+        run_for(qasync_loop, 0.1)
+        if window.runs.following is None:
+            break
+    assert window.runs.following is None and not window.controller.running
+    html = window.messages.trace_view.toPlainText()
+    assert "published it to exchange orders" in html
+    assert "gone: every copy has met its end" in html
+    assert window.messages_dock.isVisible()
+
+
+def test_a_queue_lists_its_messages_and_a_row_shows_its_trace(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    topology = fates()
+    topology.consumers = []
+    topology.queues[0].arguments = {}
+    load(window, topology)
+    window.controller.run()
+    run_for(qasync_loop, 1.0)
+    window.scene.select_only(["queue:/:payments"])
+    window.messages_dock.raise_()
+    window.messages.refresh(force=True)
+    rows = window.messages.rows
+    assert len(rows) >= 3 and [r.position for r in rows] == list(range(1, len(rows) + 1))
+    assert window.messages.table.item(0, 1).text() == "order.created"
+    window.messages.table.selectRow(1)
+    text = window.messages.trace_view.toPlainText()
+    assert f"Message #{rows[1].msg_id}" in text
+    assert "'order.created' → payments" in text
