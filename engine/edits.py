@@ -22,11 +22,13 @@ from .layout import complete_layout, layered_positions
 from .model import (
     BUILTIN_EXCHANGES,
     FAILURE_ACTIONS,
+    TIMELINE_ACTIONS,
     Binding,
     Consumer,
     Exchange,
     Producer,
     Queue,
+    TimelineEvent,
     Topology,
     node_id,
     split_node_id,
@@ -188,7 +190,17 @@ def remove_nodes(topology: Topology, ids: Iterable[str]) -> None:
             for consumer in topology.consumers:
                 if consumer.vhost == vhost and consumer.queue == name:
                     consumer.queue = None
+        # A timeline step about something that is gone can no longer play.
+        topology.timeline = [e for e in topology.timeline if not _timeline_mentions(e, kind, vhost, name)]
         topology.layout.pop(nid, None)
+
+
+def _timeline_mentions(event: TimelineEvent, kind: str, vhost: str, name: str) -> bool:
+    if event.vhost != vhost:
+        return False
+    if TIMELINE_ACTIONS.get(event.action) == kind and event.node == name:
+        return True
+    return event.action in ("bind", "unbind") and event.destination_type == kind and event.destination == name
 
 
 def remove_edges(topology: Topology, edges: Iterable[str]) -> None:
@@ -407,6 +419,13 @@ def rename_node(topology: Topology, nid: str, new_name: str) -> str:
         for p in topology.producers:
             if p.vhost == vhost and p.exchange == "" and p.routing_key == old:
                 p.routing_key = new_name
+    for event in topology.timeline:
+        if event.vhost != vhost:
+            continue
+        if TIMELINE_ACTIONS.get(event.action) == kind and event.node == old:
+            event.node = new_name
+        if event.action in ("bind", "unbind") and event.destination_type == kind and event.destination == old:
+            event.destination = new_name
     if nid in topology.layout:
         topology.layout[new_id] = topology.layout.pop(nid)
     return new_id

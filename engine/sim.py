@@ -741,14 +741,19 @@ class Simulation:
         except AMQPError as exc:
             raise FaultRefused(str(exc)) from exc
 
-    def _schedule_timeline(self) -> None:
+    def _schedule_timeline(self, from_start: bool = False) -> None:
+        """Schedule the timeline's steps still ahead (at the start, those at time zero too).
+
+        After an edit mid-run, a step at this very moment is taken as played: it is
+        one just recorded from a fault applied by hand.
+        """
         for timer in self._timeline_timers:
             cancel(timer)
         now = self.clock.now
         self._timeline_timers = [
             self.clock.call_at(event.at, self._play, event)
             for event in sorted(self.topology.timeline, key=lambda e: e.at)
-            if event.at >= now
+            if event.at > now or (from_start and event.at >= now)
         ]
 
     def _play(self, event: TimelineEvent) -> None:
@@ -847,7 +852,7 @@ class Simulation:
             consumer.start()
         for producer in self.producers.values():
             producer.start()
-        self._schedule_timeline()
+        self._schedule_timeline(from_start=True)
         if self.sample_interval is None:
             return
         self._sample()

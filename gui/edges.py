@@ -31,6 +31,7 @@ class EdgeItem(QGraphicsItem):
         self.label = label
         self.rate = 0.0
         self.pulsing = False  # too busy for tokens: the token layer draws it flowing
+        self.removed = False  # unbound by a fault while running
         self.rate_key: tuple[str, int] | None = None
         self.lane = 0.0  # parallel edges between the same two nodes bow apart by lane
         self.waypoints: list[QPointF] = []  # detours around nodes in the way
@@ -128,6 +129,14 @@ class EdgeItem(QGraphicsItem):
         a, b = self._points[lo], self._points[hi]
         return QPointF(a.x() + (b.x() - a.x()) * t, a.y() + (b.y() - a.y()) * t)
 
+    def set_removed(self, removed: bool) -> None:
+        """A binding a fault took away from the running broker: drawn faint until it is back."""
+        if removed != self.removed:
+            self.removed = removed
+            self.update()
+            if self.label_item is not None:
+                self.label_item.update()
+
     def set_rate(self, rate: float) -> None:
         width = 1.4 + min(math.log2(1.0 + max(rate, 0.0)) * 0.7, 9.0)
         self.rate = rate
@@ -160,6 +169,8 @@ class EdgeItem(QGraphicsItem):
             glow.setCapStyle(Qt.PenCapStyle.RoundCap)
             painter.setPen(glow)
             painter.drawPath(self._path)
+        if self.removed:
+            color, dash = "#cfd8dc", [2.0, 4.0]
         pen = QPen(QColor(color), self._width)
         pen.setCapStyle(Qt.PenCapStyle.FlatCap)
         if dash:
@@ -248,6 +259,9 @@ class EdgeLabelItem(QGraphicsItem):
         painter.setPen(QColor(TEXT))
         metrics = QFontMetricsF(LABEL_FONT)
         text = metrics.elidedText(self.edge.label, Qt.TextElideMode.ElideMiddle, self._rect.width() - 8)
+        if self.edge.removed:
+            text = "unbound: " + text
+            painter.setPen(QColor("#90a4ae"))
         painter.drawText(self._rect, Qt.AlignmentFlag.AlignCenter, text)
 
 

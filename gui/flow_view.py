@@ -204,7 +204,11 @@ class FlowAnimator:
                 continue
             rates = history.rates(nid, 2.0) or (0.0,) * len(values)
             if kind == "producer":
-                item.set_status(f"{_rate_text(rates[0])} · {values[0]:,} sent")
+                producer = sim.producers.get(nid)
+                if producer is not None and producer.halted:
+                    item.set_status(f"stopped · {values[0]:,} sent")
+                else:
+                    item.set_status(f"{_rate_text(rates[0])} · {values[0]:,} sent")
             elif kind == "exchange":
                 unroutable = values[X["unroutable"]]
                 text = f"{_rate_text(rates[0])} in"
@@ -227,7 +231,16 @@ class FlowAnimator:
                 consumer = sim.consumers.get(nid)
                 busy = consumer.busy if consumer is not None else unacked > 0
                 item.set_busy(busy)
-                item.set_status(f"{_rate_text(rates[C['processed']])} · unacked {unacked:,}")
+                if consumer is not None and consumer.killed:
+                    item.set_status("killed · its messages went back")
+                    continue
+                notes = []
+                if consumer is not None and consumer.slowdown != 1.0:
+                    notes.append(f"{consumer.slowdown:g}× slower")
+                if consumer is not None and consumer.fault_failure is not None and consumer.fault_failure[0]:
+                    notes.append(f"fails {consumer.fault_failure[0]:.0%}")
+                status = f"{_rate_text(rates[C['processed']])} · unacked {unacked:,}"
+                item.set_status(" · ".join([status, *notes]))
         for edge in scene.edges:
             if edge.rate_key is None:
                 continue

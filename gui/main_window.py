@@ -37,6 +37,7 @@ from engine.topology_file import TopologyFileError
 from .controller import SPEEDS, SimulationController, speed_label
 from .document import Document
 from .edit_actions import EditActions
+from .fault_actions import FaultActions, TimelinePanel
 from .file_actions import EXAMPLES, FileActions, example_files, example_title
 from .flow_view import FlowAnimator
 from .inspector import Inspector
@@ -111,6 +112,11 @@ class MainWindow(QMainWindow):
         self.edits = EditActions(self)
         self._build_run_actions()
         self.runs = RunActions(self)
+        self.faults = FaultActions(self)
+        self.timeline = TimelinePanel(self)
+        self.timeline_dock = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.messages_dock, self.timeline_dock)
+        self.problems_dock.raise_()
         self._build_menus()
         self._build_toolbar()
         self.totals_label = QLabel()
@@ -203,6 +209,9 @@ class MainWindow(QMainWindow):
         sim_menu = self.menuBar().addMenu("&Simulation")
         for action in (self.run_action, self.pause_action, self.runs.step, self.runs.follow, self.reset_action):
             sim_menu.addAction(action)
+        sim_menu.addSeparator()
+        sim_menu.addAction(self.faults.restart_broker)
+        sim_menu.addAction(self.faults.record)
         view_menu = self.menuBar().addMenu("&View")
         for action in (self.fit_action, self.zoom_in_action, self.zoom_out_action):
             view_menu.addAction(action)
@@ -213,7 +222,13 @@ class MainWindow(QMainWindow):
         self._show_legend(self.legend_action.isChecked())
         view_menu.addAction(self.legend_action)
         view_menu.addSeparator()
-        for dock in (self.palette_dock, self.inspector_dock, self.problems_dock, self.messages_dock):
+        for dock in (
+            self.palette_dock,
+            self.inspector_dock,
+            self.problems_dock,
+            self.messages_dock,
+            self.timeline_dock,
+        ):
             view_menu.addAction(dock.toggleViewAction())
 
     def show_message_trace(self, msg_id: int) -> None:
@@ -364,6 +379,7 @@ class MainWindow(QMainWindow):
                 align = menu.addMenu("&Align")
                 for action in edits.align.values():
                     align.addAction(action)
+            self.faults.fill_menu(menu, [*self.scene.selected_node_ids(), *self.scene.selected_edge_ids()])
         else:
             menu.addAction(edits.paste)
             menu.addAction(edits.select_all)
@@ -389,6 +405,7 @@ class MainWindow(QMainWindow):
     def _on_document_changed(self) -> None:
         topology = self.document.topology
         self.view.forget_fit()
+        self.timeline.refresh()
         self.scene.sync(topology)
         trouble = self.controller.sync(topology)
         if trouble:
@@ -416,6 +433,7 @@ class MainWindow(QMainWindow):
         self.rates.reset(sim)
         self.messages.set_simulation(sim)
         self.runs.following = None
+        self.timeline.refresh()
         self.scene.show_effective_settings(sim)
         self.on_frame()
 
@@ -445,6 +463,8 @@ class MainWindow(QMainWindow):
         if now - self._counters_shown < self.COUNTERS_EVERY:
             return
         self.messages.refresh()
+        self.timeline.refresh_played()
+        self.scene.show_fault_state(sim)
         self._counters_shown = now
         counters = sim.read_counters()
         if now - self._legend_updated > 0.5:

@@ -145,6 +145,15 @@ class TopologyScene(QGraphicsScene):
             if queue is not None and model is not None:
                 item.set_title(item.title, queue_detail(model, queue))
 
+    def show_fault_state(self, sim: Simulation) -> None:
+        """Killed consumers drawn faded; bindings a fault removed drawn as gone."""
+        for nid, item in self.nodes.items():
+            if item.kind == "consumer":
+                consumer = sim.consumers.get(nid)
+                item.set_dimmed(consumer is not None and consumer.killed)
+        for edge in self.edges:
+            edge.set_removed(edge.edge_id in sim.unbound)
+
     def show_problems(self, problems: dict[str, list[str]]) -> None:
         for nid, item in self.nodes.items():
             item.set_problems(problems.get(nid, []))

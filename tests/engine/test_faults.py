@@ -253,3 +253,28 @@ def test_a_followed_message_that_dead_letters_is_followed_into_the_dead_letter_q
     kinds = [e.kind for e in follow.events]
     assert "dead_lettered" in kinds
     assert any(e.kind == "acked" and e.target == "queue:/:dead" for e in follow.events)
+
+
+def test_renaming_or_removing_a_node_carries_its_timeline_steps_along() -> None:
+    from engine.edits import remove_nodes, rename_node
+
+    topology = topology_file.loads(TIMELINE_FILE)
+    rename_node(topology, "consumer:/:worker", "picker")
+    assert [e.node for e in topology.timeline if e.action in ("kill", "restart")] == ["picker", "picker"]
+    remove_nodes(topology, ["consumer:/:picker"])
+    assert [e.action for e in topology.timeline] == ["burst"]
+    topology_file.loads(topology_file.dumps(topology))  # still a file that opens
+
+
+def test_a_step_added_mid_run_plays_when_its_time_comes() -> None:
+    import copy
+
+    topology = orders(work_ms=1)
+    sim = Simulation(topology)
+    sim.run_for(5)
+    later = copy.deepcopy(topology)
+    later.timeline.append(TimelineEvent(at=8, action="stop", node="shop"))
+    later.timeline.append(TimelineEvent(at=5, action="burst", node="shop", count=10))  # this moment: as played
+    sim.sync(later)
+    sim.run_for(5)
+    assert [text for _, text in sim.fault_log] == ["stop producer shop"]

@@ -175,3 +175,85 @@ def test_a_queue_lists_its_messages_and_a_row_shows_its_trace(window: MainWindow
     text = window.messages.trace_view.toPlainText()
     assert f"Message #{rows[1].msg_id}" in text
     assert "'order.created' → payments" in text
+
+
+def menu_action(window: MainWindow, *path: str):  # type: ignore[no-untyped-def]
+    menu = window.context_menu()
+    for name in path[:-1]:
+        menu = next(a.menu() for a in menu.actions() if a.menu() is not None and a.text() == name)
+    return next(a for a in menu.actions() if a.text() == path[-1])
+
+
+def test_faults_from_the_context_menu_act_on_the_run_and_can_be_recorded(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    topology = fates()
+    topology.consumers = [Consumer("payer", "payments", prefetch=3, work_ms=2000)]
+    topology.queues[0].arguments = {}
+    load(window, topology)
+    window.controller.run()
+    run_for(qasync_loop, 1.5)
+    sim = window.controller.sim
+    window.scene.select_only(["consumer:/:payer"])
+    menu_action(window, "Kill Consumer").trigger()
+    payments = sim.broker.get_vhost("/").queues["payments"]
+    assert payments.unacked == 0 and sim.consumers["consumer:/:payer"].killed
+    window.on_frame()
+    run_for(qasync_loop, 0.3)
+    assert window.scene.nodes["consumer:/:payer"].status.startswith("killed")
+    assert menu_action(window, "Restart Consumer")  # the menu now offers the way back
+
+    window.faults.record.setChecked(True)
+    menu_action(window, "Restart Consumer").trigger()
+    assert not sim.consumers["consumer:/:payer"].killed
+    assert [e.action for e in window.document.topology.timeline] == ["restart"]
+    assert window.timeline.steps.count() == 1
+    assert [text for _, text in sim.fault_log] == ["kill consumer payer", "restart consumer payer"]
+    window.document.undo_stack.undo()
+    assert window.document.topology.timeline == []
+
+    binding = next(
+        e.edge_id for e in window.scene.edges if e.edge_id.startswith("binding:") and "payments" in e.edge_id
+    )
+    window.scene.select_only([binding])
+    menu_action(window, "Unbind While Running").trigger()
+    window.on_frame()
+    run_for(qasync_loop, 0.3)
+    assert window.scene.edge_by_id[binding].removed
+    enqueued = payments.stats.enqueued
+    run_for(qasync_loop, 1.0)
+    assert payments.stats.enqueued == enqueued
+
+
+def test_a_timeline_in_the_file_plays_with_markers_on_the_plots(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    from engine.model import TimelineEvent
+
+    topology = fates()
+    topology.timeline = [
+        TimelineEvent(at=0.5, action="burst", node="shop", count=50),
+        TimelineEvent(at=1.0, action="kill", node="payer"),
+    ]
+    load(window, topology)
+    assert window.timeline.steps.count() == 2
+    window.set_speed(2.0)
+    window.controller.run()
+    run_for(qasync_loop, 1.5)
+    sim = window.controller.sim
+    assert [text for _, text in sim.fault_log] == ["burst of 50 messages from shop", "kill consumer payer"]
+    window.rates.redraw()
+    assert len(window.rates.rates_chart.markers) == 2
+    assert window.timeline.played.count() == 2
+
+
+def test_restarting_the_broker_loses_transient_messages_and_says_so(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    topology = fates()
+    topology.consumers = []
+    topology.queues = [Queue("payments")]
+    topology.bindings = [Binding("orders", "payments", routing_key="order.created")]
+    load(window, topology)
+    window.controller.run()
+    run_for(qasync_loop, 1.0)
+    payments = window.controller.sim.broker.get_vhost("/").queues["payments"]
+    waiting = payments.depth
+    assert waiting > 0
+    window.faults.restart_broker.trigger()
+    assert f"{waiting} message(s) lost" in window.statusBar().currentMessage()
+    assert payments.depth == 0 and payments.stats.lost == waiting  # the producers' messages are transient
