@@ -596,6 +596,26 @@ class Broker:
 
     # -- publishing -------------------------------------------------------------------
 
+    def restart(self) -> tuple[int, int]:
+        """Go down and come back, as a RabbitMQ node restart does: every connection drops (their
+        unacked messages go back to their queues, redelivered), non-durable and exclusive queues
+        and non-durable exchanges are gone, durable classic queues keep only their persistent
+        messages, quorum queues keep everything. Returns (queues lost, messages lost)."""
+        for connection in list(self.connections):
+            connection.close()
+        queues_lost = messages_lost = 0
+        for queue in list(self.all_queues()):
+            if not queue.durable or queue.exclusive_owner is not None:
+                queues_lost += 1
+                messages_lost += queue.depth
+                self.queue_delete(queue.vhost, queue.name)
+            else:
+                messages_lost += queue.recover_after_restart()
+        for exchange in list(self.all_exchanges()):
+            if not exchange.durable and exchange.name != "" and not exchange.name.startswith("amq."):
+                self.exchange_delete(exchange.vhost, exchange.name)
+        return queues_lost, messages_lost
+
     @property
     def published_count(self) -> int:
         """Messages published so far; message ids count up from 1."""

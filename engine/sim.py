@@ -766,25 +766,11 @@ class Simulation:
         """The broker goes down and comes back: connections drop, non-durable queues and exchanges
         are gone, durable queues keep their persistent messages (quorum queues keep all). The
         applications reconnect and declare what they use again, as real ones do."""
-        broker = self.broker
         for consumer in self.consumers.values():
             if consumer.channel is not None:
                 consumer.crash()
-        for connection in list(broker.connections):
-            connection.close()
+        gone_queues, lost = self.broker.restart()
         self._connections.clear()
-        lost = 0
-        gone_queues = 0
-        for queue in list(broker.all_queues()):
-            if not queue.durable or queue.exclusive_owner is not None:
-                lost += queue.depth
-                gone_queues += 1
-                broker.queue_delete(queue.vhost, queue.name)
-            else:
-                lost += queue.recover_after_restart()
-        for exchange in list(broker.all_exchanges()):
-            if not exchange.durable and exchange.name != "" and not exchange.name.startswith("amq."):
-                broker.exchange_delete(exchange.vhost, exchange.name)
         self._redeclare()
         self.unbound.clear()
         return f"restart the broker: {gone_queues} non-durable queue(s) and {lost:,} message(s) lost"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -254,6 +256,9 @@ class EngineDriver(_Bookkeeping, Driver):
     def wait(self, seconds: float) -> None:
         self.clock.run_until(self.clock.now + seconds)
 
+    def restart_broker(self) -> None:
+        self.broker.restart()
+
     def settle(self) -> None:
         self.clock.run_pending()
 
@@ -306,7 +311,9 @@ class EngineDriver(_Bookkeeping, Driver):
 class RabbitAdmin:
     """The management HTTP API: vhosts, permissions and policies."""
 
-    def __init__(self, base: str = "http://127.0.0.1:15672/api", user: str = "guest", password: str = "guest") -> None:
+    BASE = "http://127.0.0.1:15672/api"
+
+    def __init__(self, base: str = BASE, user: str = "guest", password: str = "guest") -> None:
         self.base = base
         self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -350,10 +357,13 @@ class PikaDriver(_Bookkeeping, Driver):
     name = "rabbitmq"
     QUIET = 0.06  # seconds without news before the broker counts as settled
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 5672, admin: RabbitAdmin | None = None) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None, admin: RabbitAdmin | None = None) -> None:
+        # Another node than the usual one (to try a restart on a broker of one's own, say):
+        # QUEUECRAFT_TEST_AMQP_PORT, QUEUECRAFT_TEST_MANAGEMENT_URL and QUEUECRAFT_TEST_NODE.
         self.host = host
-        self.port = port
-        self.admin = admin or RabbitAdmin()
+        self.port = port or int(os.environ.get("QUEUECRAFT_TEST_AMQP_PORT", "5672"))
+        self.admin = admin or RabbitAdmin(os.environ.get("QUEUECRAFT_TEST_MANAGEMENT_URL", RabbitAdmin.BASE))
+        self.node = os.environ.get("QUEUECRAFT_TEST_NODE")
 
     def open(self, scenario: Scenario) -> None:
         self.reset()
@@ -596,6 +606,34 @@ class PikaDriver(_Bookkeeping, Driver):
             ch.connection.close()
             return None
         raise ValueError(f"the pika driver cannot do {op}")
+
+    def restart_broker(self) -> None:
+        """rabbitmqctl stop_app and start_app, then wait until the broker takes connections again."""
+        import pika
+
+        node = ["-n", self.node] if self.node else []
+        for command in (["rabbitmqctl", *node, "stop_app"], ["rabbitmqctl", *node, "start_app"]):
+            subprocess.run(command, check=True, capture_output=True, timeout=120)
+        for connection in self.connections.values():
+            try:
+                connection.process_data_events(time_limit=0)  # notice the broker hung up
+            except Exception:  # noqa: BLE001 - it did
+                pass
+            try:
+                if connection.is_open:
+                    connection.close()
+            except Exception:  # noqa: BLE001 - closing what the restart broke
+                pass
+        self.connections, self.channels = {}, {}
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                pika.BlockingConnection(self._params()).close()
+                return
+            except pika.exceptions.AMQPConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def set_policy(self, name: str, pattern: str, definition: dict[str, Any], priority: int, apply_to: str) -> None:
         self.admin.set_policy(self.vhost, name, pattern, definition, priority, apply_to)

@@ -54,6 +54,7 @@ OPERATIONS = {
     "channel.close",
     "connection.close",
     "wait",
+    "broker.restart",
     "expect.queue",
     "expect.depth",
     "expect.deliveries",
@@ -148,6 +149,10 @@ class Driver:
         raise NotImplementedError
 
     def wait(self, seconds: float) -> None:
+        raise NotImplementedError
+
+    def restart_broker(self) -> None:
+        """Stop the broker and start it again; clients' connections drop."""
         raise NotImplementedError
 
     def settle(self) -> None:
@@ -293,6 +298,9 @@ def _run_step(driver: Driver, step: dict[str, Any]) -> None:
     args = {k: v for k, v in step.items() if k not in ("op", "channel", "connection", "error", "expect")}
     if op == "wait":
         driver.wait(step["ms"] / 1000.0)
+        return
+    if op == "broker.restart":
+        driver.restart_broker()
         return
     if op.startswith("expect."):
         driver.settle()
