@@ -340,7 +340,7 @@ class RatesPanel(QWidget):
 
     def _draw_markers(self, sim: Simulation) -> None:
         """A faint vertical line, labelled, where each fault was played."""
-        for when, text in sim.fault_log[self._markers_drawn :]:
+        for number, (when, text) in enumerate(sim.fault_log[self._markers_drawn :], start=self._markers_drawn):
             for index, chart in enumerate(self.charts):
                 marker = pg.InfiniteLine(
                     pos=when,
@@ -348,7 +348,13 @@ class RatesPanel(QWidget):
                     movable=False,
                     pen=pg.mkPen("#ef6c00", width=1, style=Qt.PenStyle.DashLine),
                     label=text if index == 0 else None,
-                    labelOpts={"position": 0.92, "color": "#e65100", "fill": (255, 255, 255, 200), "movable": False},
+                    # Labels of faults close together sit at different heights.
+                    labelOpts={
+                        "position": (0.9, 0.7, 0.5)[number % 3],
+                        "color": "#e65100",
+                        "fill": (255, 255, 255, 220),
+                        "movable": False,
+                    },
                 )
                 chart.plot.addItem(marker, ignoreBounds=True)
                 chart.markers.append(marker)
