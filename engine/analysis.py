@@ -9,6 +9,7 @@ here, so "nothing reaches this queue" means "no simulated producer's messages".
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import networkx as nx
@@ -41,6 +42,7 @@ def topic_matches(pattern: str, words: tuple[str, ...]) -> bool:
     """Whether a binding pattern can match a key whose ANY_WORD words may be anything."""
     parts = split_topic(pattern)
 
+    @functools.cache
     def match(i: int, j: int) -> bool:
         if i == len(parts):
             return j == len(words)

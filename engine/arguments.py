@@ -159,9 +159,37 @@ def check_expiration(value: Any) -> None:
 
 # Arguments a queue type refuses on declare.
 REFUSED_BY_TYPE = {
-    "classic": ("x-delivery-limit", "x-max-in-memory-length", "x-max-in-memory-bytes"),
-    "quorum": ("x-max-priority", "x-queue-mode"),
-    "stream": ("x-max-priority", "x-message-ttl", "x-delivery-limit", "x-dead-letter-exchange", "x-overflow"),
+    "classic": (
+        "x-delivery-limit",
+        "x-max-in-memory-length",
+        "x-max-in-memory-bytes",
+        "x-max-age",
+        "x-stream-max-segment-size-bytes",
+        "x-queue-leader-locator",
+        "x-initial-cluster-size",
+    ),
+    "quorum": (
+        "x-max-priority",
+        "x-queue-mode",
+        "x-max-age",
+        "x-stream-max-segment-size-bytes",
+        "x-queue-master-locator",
+    ),
+    "stream": (
+        "x-max-priority",
+        "x-message-ttl",
+        "x-delivery-limit",
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-overflow",
+        "x-max-length",
+        "x-expires",
+        "x-single-active-consumer",
+        "x-queue-mode",
+        "x-max-in-memory-length",
+        "x-max-in-memory-bytes",
+        "x-queue-master-locator",
+    ),
 }
 TYPE_MODULES = {"classic": "rabbit_classic_queue", "quorum": "rabbit_quorum_queue", "stream": "rabbit_stream_queue"}
 

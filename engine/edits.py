@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import asdict
@@ -30,6 +31,7 @@ from .model import (
     Queue,
     TimelineEvent,
     Topology,
+    expand_template,
     node_id,
     split_node_id,
 )
@@ -261,6 +263,8 @@ def relations_between(topology: Topology, source: str, target: str) -> list[str]
         if t_kind == "exchange":
             if t_name == "":
                 raise EditRefused("nothing can be bound to the default exchange")
+            if s_name in BUILTIN_EXCHANGES:
+                return ["binding"]  # a built-in exchange takes no arguments, so no alternate either
             return ["binding", "alternate"]
         raise EditRefused(
             "consumers read from queues: bind the exchange to a queue, then connect the queue to the consumer"
@@ -326,6 +330,11 @@ def connect(topology: Topology, source: str, target: str, relation: str | None =
     if relation == "dead-letter":
         queue = entity(topology, source)
         assert isinstance(queue, Queue)
+        trial = copy.deepcopy(queue)
+        trial.arguments["x-dead-letter-exchange"] = t_name
+        problem = _whole_problem(topology, trial)
+        if problem:
+            raise EditRefused(problem)
         queue.arguments["x-dead-letter-exchange"] = t_name
         return f"dead-letter:{source}"
     if relation == "alternate":
@@ -374,7 +383,7 @@ def binding_problem(topology: Topology, binding: Binding, routing_key: str, argu
         match = arguments.get("x-match", "all")
         if match not in ("all", "any", "all-with-x", "any-with-x"):
             return "x-match is all, any, all-with-x or any-with-x"
-    return None
+    return _header_value_problem(arguments)
 
 
 # -- renaming -------------------------------------------------------------------------------
@@ -503,6 +512,9 @@ def _apply(topology: Topology, node: Any, field: str, value: Any) -> str | None:
             problem = template_problem(value) if isinstance(value, str) else "text is needed"
             if problem:
                 return problem.replace("expected a routing-key template; ", "")
+            longest = max((len(k.encode()) for k in expand_template(value)), default=0)
+            if longest > 255:
+                return f"a routing key is at most 255 bytes; this template gives keys of {longest}"
         elif field == "rate":
             if problem := _number_problem(value, 0, MAX_RATE):
                 return problem
@@ -512,6 +524,8 @@ def _apply(topology: Topology, node: Any, field: str, value: Any) -> str | None:
         elif field == "headers":
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 return "name = value pairs are needed"
+            if problem := _header_value_problem(value):
+                return problem
         elif field == "body_size":
             if problem := _number_problem(value, 0, 128 * 1024 * 1024, whole=True):
                 return problem
@@ -554,6 +568,10 @@ def _apply(topology: Topology, node: Any, field: str, value: Any) -> str | None:
         elif field in ("durable", "auto_delete", "internal"):
             if not isinstance(value, bool):
                 return "true or false"
+            if field == "internal" and value:
+                publishers = [p.name for p in topology.producers if p.vhost == node.vhost and p.exchange == node.name]
+                if publishers:
+                    return f"{publishers[0]} publishes to it, and RabbitMQ refuses publishes to an internal exchange"
         elif field == "alternate_exchange":
             if value in (None, ""):
                 node.arguments.pop("alternate-exchange", None)
@@ -579,10 +597,30 @@ def _apply(topology: Topology, node: Any, field: str, value: Any) -> str | None:
             node.arguments.pop(argument, None)
             if field == "queue_type":
                 node.arguments.pop("x-delivery-limit", None)
+            if field == "dead_letter_exchange":
+                node.arguments.pop("x-dead-letter-routing-key", None)  # means nothing without one
         else:
             node.arguments[argument] = value
         return None
     return "that cannot be edited"
+
+
+def _header_value_problem(values: dict[str, Any]) -> str | None:
+    """Header values JSON (and so a definitions file) can hold: no NaN or infinity, anywhere."""
+
+    def bad(value: Any) -> bool:
+        if isinstance(value, float):
+            return not math.isfinite(value)
+        if isinstance(value, dict):
+            return any(bad(v) for v in value.values())
+        if isinstance(value, list | tuple):
+            return any(bad(v) for v in value)
+        return False
+
+    for name, value in values.items():
+        if bad(value):
+            return f"{name}: a number must be finite (no NaN or infinity)"
+    return None
 
 
 def _whole_problem(topology: Topology, node: Any) -> str | None:
@@ -665,7 +703,16 @@ def paste_fragment(
             raise ValueError("not a fragment")
         part = {key: [cls(**item) for item in data.get(key, [])] for key, cls in _FRAGMENT_KINDS.items()}
         layout = {nid: (float(x), float(y)) for nid, (x, y) in data.get("layout", {}).items()}
-    except (ValueError, TypeError, AttributeError) as exc:
+        if not all(math.isfinite(v) for xy in layout.values() for v in xy):
+            raise ValueError("positions must be finite")
+        for items in part.values():
+            for item in items:
+                if not isinstance(getattr(item, "name", ""), str) or not isinstance(item.vhost, str):
+                    raise ValueError("names and vhosts are text")
+                for table in ("arguments", "headers", "extra"):
+                    if not isinstance(getattr(item, table, {}), dict):
+                        raise ValueError(f"{table} must be a table")
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise EditRefused("the clipboard holds no Queuecraft nodes") from exc
     if centre is not None and layout:
         xs = [x for x, _ in layout.values()]
@@ -674,13 +721,22 @@ def paste_fragment(
     renamed: dict[str, str] = {}  # old node id -> new name
     added: list[str] = []
 
+    taken: set[tuple[str, str, str]] = set()  # names this paste has given out already
+
     def fresh(kind: str, item: Any) -> None:
         old_id = item.id
-        if name_problem(topology, kind, item.vhost, item.name) is not None:
-            item.name = unique_name(topology, kind, item.vhost, item.name)
+        if name_problem(topology, kind, item.vhost, item.name) is not None or (kind, item.vhost, item.name) in taken:
+            base, number = item.name, 1
+            while True:
+                candidate = unique_name(topology, kind, item.vhost, base if number == 1 else f"{base}-{number}")
+                if (kind, item.vhost, candidate) not in taken:
+                    break
+                number += 1
+            item.name = candidate
+        taken.add((kind, item.vhost, item.name))
         renamed[old_id] = item.name
         x, y = layout.get(old_id, (0.0, 0.0))
-        topology.layout[item.id] = (x + offset[0], y + offset[1])
+        topology.layout[item.id] = _position(x + offset[0], y + offset[1])
         added.append(item.id)
 
     def target(kind: str, vhost: str, name: str | None) -> str | None:

@@ -327,16 +327,43 @@ def display_name(kind: str, name: str) -> str:
 _TEMPLATE_PART = re.compile(r"\{([^{}]*)\}")
 
 
-def expand_template(template: str) -> list[str]:
+EXPANDED_KEYS = 512  # beyond this many keys, the widest choices stand for any value
+
+
+def expand_template(template: str, limit: int = EXPANDED_KEYS) -> list[str]:
     """Every routing key a template can produce: ``a.{b|c}`` gives ``a.b`` and ``a.c``.
 
-    ``{seq}`` (a running number) expands to ``*`` here, standing for any value.
+    ``{seq}`` (a running number) expands to ``*`` here, standing for any value; so
+    does a part with many one-word choices when listing them all would give more
+    than ``limit`` keys (a template of six ten-way choices is a million keys).
     """
-    keys = [""]
+    parts: list[str | list[str]] = []
     pos = 0
     for match in _TEMPLATE_PART.finditer(template):
-        literal = template[pos : match.start()]
-        choices = ["*"] if match.group(1) == "seq" else match.group(1).split("|")
-        keys = [k + literal + c for k in keys for c in choices]
+        parts.append(template[pos : match.start()])
+        parts.append(["*"] if match.group(1) == "seq" else match.group(1).split("|"))
         pos = match.end()
-    return [k + template[pos:] for k in keys]
+    parts.append(template[pos:])
+    choices = [part for part in parts if isinstance(part, list)]
+
+    def count() -> int:
+        total = 1
+        for part in choices:
+            total *= len(part)
+        return total
+
+    for choice in sorted(choices, key=lambda c: (any("." in word for word in c), -len(c))):
+        if count() <= limit:
+            break
+        choice[:] = ["*"]
+    keys = [""]
+    for piece in parts:
+        if isinstance(piece, str):
+            keys = [k + piece for k in keys]
+        else:
+            keys = [k + c for k in keys for c in piece]
+            if len(keys) > limit:
+                keys = keys[:limit]  # choices with dots in them: as many as the limit allows
+    # A word that is only partly "any value" (order-{seq}) can be any word.
+    words = [".".join("*" if "*" in w else w for w in key.split(".")) for key in keys]
+    return list(dict.fromkeys(words))

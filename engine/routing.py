@@ -72,10 +72,23 @@ def binding_id(
     routing_key: str,
     arguments: Mapping[str, Any] | None = None,
 ) -> str:
-    base = node_id("binding", vhost, f"{source}>{destination_type}:{destination}:{routing_key}")
+    # Each part escaped, so names and keys holding ':' or '>' cannot make two bindings one id.
+    base = node_id(
+        "binding", vhost, f"{_escape(source)}>{destination_type}:{_escape(destination)}:{_escape(routing_key)}"
+    )
     if arguments:
-        base += ":" + _canonical(arguments)
+        base += ":" + _escape(_canonical(arguments))
     return base
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace(":", "%3A").replace(">", "%3E")
+
+
+def binding_source(binding_node: str) -> str:
+    """The source exchange's name, read back from a binding's id."""
+    name = binding_node.split(":", 2)[2]
+    return name.partition(">")[0].replace("%3E", ">").replace("%3A", ":").replace("%25", "%")
 
 
 def _canonical(arguments: Mapping[str, Any]) -> str:

@@ -751,8 +751,11 @@ def template_problem(template: str) -> str | None:
 
 
 def to_definitions(topology: Topology) -> dict[str, Any]:
-    """The file's JSON value; a one-vhost export is written back in its own shape."""
-    cluster = topology.shape == "cluster"
+    """The file's JSON value; a one-vhost export is written back in its own shape (while it
+    still has one vhost: gaining a second makes it a whole broker's)."""
+    entities: list[Any] = [*topology.exchanges, *topology.queues, *topology.producers, *topology.consumers]
+    used = {v.name for v in topology.vhosts} | {e.vhost for e in entities}
+    cluster = topology.shape == "cluster" or len(used) > 1
 
     def with_vhost(entity: dict[str, Any], vhost: str, after: str) -> dict[str, Any]:
         if not cluster:
@@ -881,6 +884,19 @@ def _consumer_entry(c: Consumer) -> dict[str, Any]:
     if c.failure_rate or c.on_failure != "requeue" or c.restart_ms != 1000.0:
         entry.update(failure_rate=c.failure_rate, on_failure=c.on_failure, restart_ms=c.restart_ms)
     return entry
+
+
+def file_problem(topology: Topology) -> str | None:
+    """Why the topology, saved, would not open again (``where: what``), or None when it would."""
+    try:
+        text = dumps(topology)
+    except (ValueError, TypeError) as exc:  # a value JSON cannot hold
+        return str(exc)
+    try:
+        loads(text, "the topology", complete_layout=False)
+    except TopologyFileError as exc:
+        return f"{exc.where}: {exc.problem}"
+    return None
 
 
 def dumps(topology: Topology) -> str:

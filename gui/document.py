@@ -19,7 +19,7 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from engine.edits import EditRefused
 from engine.layout import complete_layout
 from engine.model import Topology
-from engine.topology_file import load, save
+from engine.topology_file import file_problem, load, save
 
 T = TypeVar("T")
 
@@ -129,6 +129,10 @@ class Document(QObject):
         complete_layout(after)  # a node the edit brought in (a built-in exchange, say) gets a place
         if after == before:
             return result
+        # The last line of defence: no edit may leave a topology its own file could not hold.
+        problem = file_problem(after)
+        if problem is not None:
+            raise EditRefused(f"the topology would not save as a file that opens again ({problem})")
         self.undo_stack.push(EditCommand(self, label, before, after, merge_key))
         return result
 

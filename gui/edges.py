@@ -71,6 +71,7 @@ class EdgeItem(QGraphicsItem):
             )
             path.cubicTo(QPointF(end.x() - 90, drop), end - QPointF(90, 0), end)
         self._path = path
+        self._dense: list[QPointF] | None = None
         self._points = [path.pointAtPercent(i / self.SAMPLES) for i in range(self.SAMPLES + 1)]
         lengths = [0.0]
         for a, b in zip(self._points, self._points[1:], strict=False):
@@ -85,12 +86,18 @@ class EdgeItem(QGraphicsItem):
         self.update_path()
 
     def avoid(self, obstacles: list[QRectF], labels: list[QRectF] | None = None) -> None:
-        """Detour above or below nodes the edge would otherwise pass behind; keep the label clear of both."""
+        """Detour above or below nodes the edge would otherwise pass behind; keep the label clear of both.
+
+        Only nodes near the edge are looked at, so the cost follows what is around it, not
+        the size of the topology.
+        """
         self.waypoints = []
         self.update_path()
         start, end = self.source.out_port(), self.target.in_port()
-        for _ in range(3 if end.x() > start.x() + 30 else 0):
-            hit = next((box for box in sorted(obstacles, key=lambda b: b.left()) if self._crosses(box)), None)
+        reach = self._path.boundingRect().adjusted(-60, -60, 60, 60)
+        near = sorted((box for box in obstacles if box.intersects(reach)), key=lambda b: b.left())
+        for _ in range(3 if end.x() > start.x() + 30 and near else 0):
+            hit = next((box for box in near if self._crosses(box)), None)
             if hit is None:
                 break
             margin = 16.0
@@ -101,14 +108,19 @@ class EdgeItem(QGraphicsItem):
             self.waypoints = sorted([*self.waypoints, waypoint], key=lambda p: p.x())
             self.update_path()
         if self.label_item is not None:
-            self.label_item.place([*obstacles, *(labels or [])])
+            area = self._path.boundingRect().adjusted(-160, -60, 160, 60)
+            self.label_item.place([box for box in [*obstacles, *(labels or [])] if box.intersects(area)])
 
     def _crosses(self, box: QRectF) -> bool:
         inner = box.adjusted(4, 4, -4, -4)
+        if not inner.intersects(self._path.boundingRect()):
+            return False
         return any(inner.contains(point) for point in self._dense_points())
 
     def _dense_points(self) -> list[QPointF]:
-        return [self._path.pointAtPercent(i / 60) for i in range(61)]
+        if self._dense is None:
+            self._dense = [self._path.pointAtPercent(i / 60) for i in range(61)]
+        return self._dense
 
     def point_at(self, fraction: float) -> QPointF:
         """The point ``fraction`` of the way along the edge, by length."""

@@ -244,6 +244,9 @@ class FileActions(QObject):
                 for kind, mine, theirs in (
                     ("exchange", topology.exchanges, incoming.exchanges),
                     ("queue", topology.queues, incoming.queues),
+                    ("policy", topology.policies, incoming.policies),
+                    ("producer", topology.producers, incoming.producers),
+                    ("consumer", topology.consumers, incoming.consumers),
                 )
                 for item in theirs
                 if any(m.vhost == item.vhost and m.name == item.name for m in mine)
@@ -257,11 +260,7 @@ class FileActions(QObject):
             topology.exchanges += incoming.exchanges
             topology.queues += incoming.queues
             topology.bindings += incoming.bindings
-            topology.policies += [
-                p
-                for p in incoming.policies
-                if not any(q.vhost == p.vhost and q.name == p.name for q in topology.policies)
-            ]
+            topology.policies += incoming.policies
             topology.producers += incoming.producers
             topology.consumers += incoming.consumers
             complete_layout(topology)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.model import display_name, split_node_id
+from engine.routing import binding_source
 from engine.series import LATENCY, Series, kind_of, series, to_csv, value_at
 from engine.sim import TOTALS_ID, Simulation
 
@@ -69,8 +70,7 @@ def subject_title(subject: str) -> str:
         return "Whole topology"
     kind, vhost, name = split_node_id(subject)
     if kind == "binding":
-        source, _, rest = name.partition(">")
-        return f"Binding from {source}"
+        return f"Binding from {binding_source(subject)}"
     return f"{kind.capitalize()} {display_name(kind, name)}"
 
 

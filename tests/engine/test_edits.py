@@ -208,3 +208,123 @@ def test_problems_of_a_headers_exchange_speak_of_headers() -> None:
         "the binding from 'by-region' (x-match all: region='eu') matches nothing the producers send there"
         " ({region: 'us'})"
     )
+
+
+# -- what a breaker found: edits that must not leave a file that cannot be reopened -----------------
+
+
+def reopens(t: Topology) -> Topology:
+    return loads(dumps(t))
+
+
+def test_pasting_several_nodes_gives_each_a_name_of_its_own() -> None:
+    t = Topology()
+    add_node(t, "queue", "q")
+    add_node(t, "queue", "q-1")
+    added = paste_fragment(t, copy_fragment(t, ["queue:/:q", "queue:/:q-1"]))
+    names = [q.name for q in t.queues]
+    assert len(names) == len(set(names)) == 4 and len(added) == 2
+    reopens(t)
+
+
+@pytest.mark.parametrize(
+    "clipboard",
+    [
+        '{"format":"queuecraft-fragment-1","queues":[{"name":5}]}',
+        '{"format":"queuecraft-fragment-1","queues":[{"name":"q","vhost":null}]}',
+        '{"format":"queuecraft-fragment-1","queues":[{"name":"q","arguments":[1]}]}',
+        '{"format":"queuecraft-fragment-1","queues":[{"name":"q"}],"layout":{"queue:/:q":[1e400,1]}}',
+        "[" * 100_000,
+        "just some text",
+    ],
+)
+def test_pasting_what_is_not_a_fragment_is_refused(clipboard: str) -> None:
+    t, _ = built()
+    before = copy.deepcopy(t)
+    with pytest.raises(EditRefused, match="no Queuecraft nodes"):
+        paste_fragment(t, clipboard)
+    assert t == before
+
+
+def test_header_values_must_be_numbers_a_file_can_hold() -> None:
+    t, ids = built()
+    with pytest.raises(EditRefused, match="finite"):
+        update_node(t, ids["shop"], headers={"a": float("nan")})
+    x = add_node(t, "exchange", "by-region", exchange_type="headers")
+    q = add_node(t, "queue", "eu")
+    edge = connect(t, x, q)
+    with pytest.raises(EditRefused, match="finite"):
+        update_binding(t, edge, "", {"x-match": "all", "region": float("inf")})
+    reopens(t)
+
+
+def test_an_exchange_a_producer_publishes_to_cannot_turn_internal() -> None:
+    t, ids = built()
+    with pytest.raises(EditRefused, match="web-shop publishes to it"):
+        update_node(t, ids["orders"], internal=True)
+
+
+def test_a_stream_cannot_get_a_dead_letter_exchange_by_dragging_either() -> None:
+    t, ids = built()
+    update_node(t, ids["payments"], queue_type="stream")
+    dlx = add_node(t, "exchange", "dlx", exchange_type="fanout")
+    with pytest.raises(EditRefused, match="x-dead-letter-exchange"):
+        connect(t, ids["payments"], dlx)
+    reopens(t)
+
+
+def test_removing_the_dead_letter_exchange_takes_its_routing_key_along() -> None:
+    t, ids = built()
+    dlx = add_node(t, "exchange", "dlx", exchange_type="fanout")
+    connect(t, ids["payments"], dlx)
+    update_node(t, ids["payments"], dead_letter_routing_key="dead")
+    update_node(t, ids["payments"], dead_letter_exchange=None)
+    queue = t.queue("/", "payments")
+    assert queue is not None and not any(k.startswith("x-dead-letter") for k in queue.arguments)
+
+
+def test_a_routing_key_template_gives_keys_of_at_most_255_bytes() -> None:
+    t, ids = built()
+    with pytest.raises(EditRefused, match="255 bytes"):
+        update_node(t, ids["shop"], routing_key="k" * 300)
+    assert field_problem(t, ids["shop"], "routing_key", "a.{b|" + "c" * 260 + "}")
+
+
+def test_bindings_whose_names_hold_colons_keep_ids_of_their_own() -> None:
+    t = Topology()
+    x = add_node(t, "exchange", "x")
+    q1 = add_node(t, "queue", "q")
+    q2 = add_node(t, "queue", "q:k")
+    first = update_binding(t, connect(t, x, q2), "")
+    second = update_binding(t, connect(t, x, q1), "k:")
+    assert first != second
+    remove_edges(t, [second])
+    assert [(b.destination, b.routing_key) for b in t.bindings] == [("q:k", "")]
+
+
+def test_a_built_in_exchange_is_not_offered_an_alternate() -> None:
+    t = Topology()
+    x = add_node(t, "exchange", "orders")
+    assert relations_between(t, "exchange:/:amq.topic", x) == ["binding"]
+
+
+def test_a_one_vhost_export_that_gains_a_vhost_saves_as_a_whole_broker() -> None:
+    from pathlib import Path
+
+    from engine.topology_file import load
+
+    t = load(Path(__file__).resolve().parents[1] / "data" / "rabbitmq-3.10-vhost-export.json")
+    assert t.shape == "vhost"
+    add_node(t, "queue", "elsewhere", vhost="other")
+    again = reopens(t)
+    assert {q.vhost for q in again.queues} == {q.vhost for q in t.queues}
+
+
+def test_problems_are_found_quickly_however_wild_the_keys() -> None:
+    t, ids = built()
+    update_binding(t, next(e for e in edge_ids(t) if e.startswith("binding:")), "#." * 12 + "z")
+    update_node(t, ids["shop"], routing_key="a." * 40 + "b")
+    codes = {p.code for p in find_problems(t)}  # exponential backtracking would never finish
+    assert "unroutable-keys" in codes
+    update_node(t, ids["shop"], routing_key="{0|1|2|3|4|5|6|7|8|9}" * 7)
+    assert find_problems(t) is not None

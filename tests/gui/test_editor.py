@@ -491,3 +491,16 @@ def test_pasting_lands_at_the_mouse_and_repeats_step_aside(window: MainWindow, m
     layout = window.document.topology.layout
     assert layout["queue:/:jobs-1"] == pytest.approx((300, 200), abs=1)
     assert layout["queue:/:jobs-2"] == pytest.approx((324, 224), abs=1)
+
+
+def test_no_edit_can_leave_a_topology_that_would_not_open_again(window: MainWindow) -> None:
+    from engine.model import Exchange, Producer
+
+    def sneaky(topology: Topology) -> None:
+        topology.exchanges.append(Exchange("hidden", internal=True))
+        topology.producers.append(Producer("shop", "hidden"))
+
+    refused = window.document.try_edit("Sneak", sneaky)
+    assert refused is not None and "would not save as a file that opens again" in refused
+    assert "internal exchange" in refused
+    assert window.document.topology == Topology() and not window.document.undo_stack.canUndo()
