@@ -482,8 +482,8 @@ class Inspector(QWidget):
         except EditRefused as exc:
             if shown:
                 self.subject = subject
-                self._show_problem(field.name, str(exc))
-                self.refresh_field_later(field)
+                self.refresh_field_later(field)  # a refused tick or choice goes back...
+                self._show_problem(field.name, str(exc))  # ...and says why
             return
         if shown:
             self._show_problem(field.name, None)

@@ -504,3 +504,16 @@ def test_no_edit_can_leave_a_topology_that_would_not_open_again(window: MainWind
     assert refused is not None and "would not save as a file that opens again" in refused
     assert "internal exchange" in refused
     assert window.document.topology == Topology() and not window.document.undo_stack.canUndo()
+
+
+def test_a_refused_tick_goes_back_and_says_why(window: MainWindow) -> None:
+    producer = drop_from_palette(window, "producer", -200, 0, "shop")
+    exchange = drop_from_palette(window, "exchange:fanout", 100, 0, "orders")
+    connect_by_mouse(window, producer, exchange)
+    click_node(window, exchange)
+    box = window.inspector.widgets["internal"]
+    assert isinstance(box, QCheckBox)
+    box.click()
+    assert not box.isChecked()
+    assert "shop publishes to it" in window.inspector.problem_text("internal")
+    assert window.document.topology.exchanges[0].internal is False
