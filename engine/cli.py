@@ -163,6 +163,7 @@ def format_report(report: dict[str, Any]) -> str:
                 "dropped",
                 "refused",
                 "dead-lettered",
+                "lost",
             ],
             [
                 [
@@ -176,6 +177,7 @@ def format_report(report: dict[str, Any]) -> str:
                     q["dropped"],
                     q["refused"],
                     q["dead_lettered"],
+                    q["lost"],
                 ]
                 for q in report["queues"]
             ],
@@ -192,6 +194,8 @@ def format_report(report: dict[str, Any]) -> str:
             text_columns=2,
         )
     )
+    if report.get("faults"):
+        out.append(_table("Faults played", ["time (s)", "what"], [[f["time"], f["what"]] for f in report["faults"]], 2))
     unsimulated = [p for p in report.get("policies", []) if p["not_simulated"]]
     for policy in unsimulated:
         keys = ", ".join(policy["not_simulated"])

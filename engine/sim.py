@@ -1009,6 +1009,7 @@ class Simulation:
             "exchanges": exchanges,
             "queues": queues,
             "consumers": consumers,
+            "faults": [{"time": round(when, 3), "what": what} for when, what in self.fault_log],
         }
 
     def accounting_problems(self) -> list[str]:

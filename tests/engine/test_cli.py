@@ -75,3 +75,27 @@ def test_odd_names_and_a_closed_pipe_do_not_break_the_report(tmp_path: Path) -> 
     shell = f"{sys.executable} -m engine.cli {EXAMPLES / 'ecommerce.json'} --duration 5 --json | head -c 10"
     result = subprocess.run(["sh", "-c", shell], capture_output=True, timeout=60)
     assert result.returncode == 0 and b"Traceback" not in result.stderr
+
+
+def test_a_lesson_timeline_plays_headless_and_every_message_is_accounted_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main([str(EXAMPLES / "lesson-failures.json"), "--duration", "90", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [f["time"] for f in report["faults"]] == [10.0, 20.0, 30.0, 45.0, 60.0, 75.0]
+    assert report["faults"][-1]["what"].startswith("restart the broker")
+    work = next(q for q in report["queues"] if q["name"] == "work")
+    assert work["lost"] > 0  # transient messages waiting at the restart
+    placed = (
+        work["depth"]
+        + work["unacked"]
+        + work["acked"]
+        + work["expired"]
+        + work["dropped"]
+        + work["rejected"]
+        + work["purged"]
+        + work["lost"]
+    )
+    assert work["enqueued"] == placed
+    assert main([str(EXAMPLES / "lesson-failures.json"), "--duration", "90"]) == 0
+    assert "Faults played" in capsys.readouterr().out
