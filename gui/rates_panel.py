@@ -141,6 +141,8 @@ class RatesPanel(QWidget):
         self._drawn_sample: float | None = None
         self._drawn_at = 0.0
         self._markers_drawn = 0
+        self._pending_charts: list[int] = []
+        self._times = np.zeros(0)
 
         self.subject_label = QLabel()
         self.subject_label.setStyleSheet(f"font-weight: bold; color: {TEXT};")
@@ -283,60 +285,80 @@ class RatesPanel(QWidget):
             self._drawn_sample = None
 
     def update_from(self, sim: Simulation) -> None:
-        """Once a frame: redraw when there is something new and the last redraw is not too recent."""
+        """Once a frame: one chart's share of a redraw that is under way, or a new redraw when
+        there is something new and the last one is not too recent. One chart a frame keeps
+        each frame's share of the drawing small."""
         self.sim = sim
+        if self._pending_charts:
+            self._draw_chart(self._pending_charts.pop(0))
+            return
         latest = sim.history.latest()
         if latest is None or latest.time == self._drawn_sample:
             return
         now = time.monotonic()
         if now - self._drawn_at < self.REDRAW_EVERY:
             return
-        self.redraw()
+        self._prepare()
+        self._pending_charts = [1, 2]
+        self._draw_chart(0)
 
     def redraw(self) -> None:
-        sim = self.sim
-        if sim is None:
+        """Everything at once (a new subject, a new window, a test)."""
+        if self.sim is None:
             return
+        self._prepare()
+        self._pending_charts = []
+        for index in range(3):
+            self._draw_chart(index)
+
+    def _prepare(self) -> None:
+        sim = self.sim
+        assert sim is not None
         self._drawn_at = time.monotonic()
         latest = sim.history.latest()
         self._drawn_sample = latest.time if latest is not None else None
         data = series(sim.history, self.subject, self.window)
         self.current = data
-        times = np.asarray(data.times, dtype=float)
-        for name, curve in self.rates_chart.curves.items():
-            curve.setData(times, np.asarray(data.rates.get(name, []), dtype=float))
+        self._times = np.asarray(data.times, dtype=float)
         if self.subject == TOTALS_ID:
             self.depths = {}
             samples = sim.history.window(self.window)
             depth = Q["depth"]
-            for qid, curve in self.levels_chart.curves.items():
-                values = [float(s.counters[qid][depth]) if qid in s.counters else math.nan for s in samples]
-                self.depths[qid] = values
-                curve.setData(times, np.asarray(values, dtype=float))
-        else:
-            for name, curve in self.levels_chart.curves.items():
-                curve.setData(times, np.asarray(data.levels.get(name, []), dtype=float))
-        for name, curve in self.latency_chart.curves.items():
-            curve.setData(times, np.asarray(data.latency.get(name, []), dtype=float))
-        self._fit_ranges(times)
-        self._draw_markers(sim)
+            for qid in self.levels_chart.curves:
+                self.depths[qid] = [float(s.counters[qid][depth]) if qid in s.counters else math.nan for s in samples]
 
-    def _fit_ranges(self, times: np.ndarray) -> None:
+    def _draw_chart(self, index: int) -> None:
+        data, times = self.current, self._times
+        if data is None:
+            return
+        chart = self.charts[index]
+        if chart is self.rates_chart:
+            columns: dict[str, list[float]] = data.rates
+        elif chart is self.levels_chart:
+            columns = self.depths if self.subject == TOTALS_ID else data.levels
+        else:
+            columns = data.latency
+        for name, curve in chart.curves.items():
+            curve.setData(times, np.asarray(columns.get(name, []), dtype=float))
+        self._fit_range(chart, times)
+        if index == 0 and self.sim is not None:
+            self._draw_markers(self.sim)
+
+    def _fit_range(self, chart: Chart, times: np.ndarray) -> None:
         end = float(times[-1]) if len(times) else 0.0
         span = self.window if self.window is not None else max(end, 10.0)
         start = max(0.0, end - span) if self.window is not None else 0.0
         end = max(end, start + min(span, 10.0))
-        for chart in self.charts:
-            chart.plot.setXRange(start, end, padding=0.01)
-            peak = 0.0
-            for curve in chart.curves.values():
-                _, y = curve.getData()
-                if y is not None and len(y):
-                    finite = y[np.isfinite(y)]
-                    if len(finite):
-                        peak = max(peak, float(finite.max()))
-            chart.plot.setYRange(0.0, max(peak * 1.12, 5.0), padding=0.03)
-            chart.empty.setPos((start + end) / 2, max(peak * 1.12, 5.0) / 2)
+        chart.plot.setXRange(start, end, padding=0.01)
+        peak = 0.0
+        for curve in chart.curves.values():
+            _, y = curve.getData()
+            if y is not None and len(y):
+                finite = y[np.isfinite(y)]
+                if len(finite):
+                    peak = max(peak, float(finite.max()))
+        chart.plot.setYRange(0.0, max(peak * 1.12, 5.0), padding=0.03)
+        chart.empty.setPos((start + end) / 2, max(peak * 1.12, 5.0) / 2)
 
     def _draw_markers(self, sim: Simulation) -> None:
         """A faint vertical line, labelled, where each fault was played."""
