@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -611,6 +612,13 @@ class PikaDriver(_Bookkeeping, Driver):
         """rabbitmqctl stop_app and start_app, then wait until the broker takes connections again."""
         import pika
 
+        if shutil.which("rabbitmqctl") is None:
+            # A broker reachable but not restartable from here (no CLI tools on this machine).
+            if os.environ.get("CI"):
+                raise AssertionError("restarting the broker needs rabbitmqctl, which is not on the PATH")
+            import pytest
+
+            pytest.skip("restarting the broker needs rabbitmqctl, which is not installed here")
         node = ["-n", self.node] if self.node else []
         for command in (["rabbitmqctl", *node, "stop_app"], ["rabbitmqctl", *node, "start_app"]):
             subprocess.run(command, check=True, capture_output=True, timeout=120)
