@@ -408,14 +408,36 @@ class PikaDriver(_Bookkeeping, Driver):
         channel = self.channels.get(name)
         if channel is None or not channel.is_open:
             channel = self._connection(connection).channel()
-            channel.add_on_return_callback(
-                lambda ch, method, props, body, n=name: self._on_return(n, method, props, body)
+            # Deliveries, returns and cancels are recorded as their frames arrive. pika's
+            # BlockingChannel would queue them for dispatch instead: a channel the broker
+            # closes throws the queue away, and basic_cancel rejects (requeues) what it
+            # holds, either of which would misreport what RabbitMQ did.
+            impl = channel._impl
+            impl.add_on_return_callback(
+                lambda _ch, method, props, body, n=name: self._on_return(n, method, props, body)
             )
-            channel.add_on_cancel_callback(lambda method: self._cancelled.add(method.method.consumer_tag))
-            channel._impl.add_on_close_callback(lambda impl, reason, n=name: self._on_close(n, reason))
+            impl.add_on_cancel_callback(lambda frame: self._cancelled.add(frame.method.consumer_tag))
+            impl.add_on_close_callback(lambda _impl, reason, n=name: self._on_close(n, reason))
+            channel._on_consumer_message_delivery = lambda _impl, method, props, body, n=name: self._arrived(
+                n, method, props, body
+            )
             channel.qc_confirming = False
             self.channels[name] = channel
         return channel
+
+    def _arrived(self, channel_name: str, method: Any, props: Any, body: bytes) -> None:
+        self._news = time.monotonic()
+        self._deliveries[method.consumer_tag].append(
+            Delivery(
+                body,
+                method.routing_key,
+                method.exchange,
+                method.redelivered,
+                _pika_props(props),
+                method.delivery_tag,
+                channel_name,
+            )
+        )
 
     def _on_close(self, name: str, reason: Any) -> None:
         code = getattr(reason, "reply_code", 0)
@@ -460,23 +482,6 @@ class PikaDriver(_Bookkeeping, Driver):
     def _sync(self, ch: Any) -> None:
         """A round trip on the channel, so an asynchronous refusal (a bad ack, say) shows here."""
         ch.exchange_declare("amq.direct", "direct", passive=True)
-
-    def _record(self, consumer_name: str, channel_name: str):  # type: ignore[no-untyped-def]
-        def on_message(ch: Any, method: Any, props: Any, body: bytes) -> None:
-            self._news = time.monotonic()
-            self._deliveries[consumer_name].append(
-                Delivery(
-                    body,
-                    method.routing_key,
-                    method.exchange,
-                    method.redelivered,
-                    _pika_props(props),
-                    method.delivery_tag,
-                    channel_name,
-                )
-            )
-
-        return on_message
 
     def _dispatch(self, op: str, ch: Any, channel: str, args: dict[str, Any]) -> Any:
         import pika
@@ -572,7 +577,7 @@ class PikaDriver(_Bookkeeping, Driver):
             self._consumer_channel[name] = channel
             ch.basic_consume(
                 args["queue"],
-                self._record(name, channel),
+                lambda *_: None,  # deliveries are recorded as they arrive (_arrived)
                 auto_ack=args.get("no_ack", False),
                 exclusive=args.get("exclusive", False),
                 consumer_tag=name,
