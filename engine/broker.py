@@ -113,6 +113,17 @@ SIMULATED_POLICY_KEYS = frozenset(
 
 QUEUE_TYPE_TARGETS = {"classic_queues": "classic", "quorum_queues": "quorum", "streams": "stream"}
 
+# A queue type passes over a whole policy that sets a key it cannot take (RabbitMQ 3.10's
+# is_policy_applicable): the queue gets the next policy that matches instead.
+_STREAM_ONLY_KEYS = frozenset({"max-age", "stream-max-segment-size-bytes"})
+_MIRRORING_KEYS = frozenset(
+    {"ha-mode", "ha-params", "ha-sync-mode", "ha-promote-on-shutdown", "ha-promote-on-failure", "ha-sync-batch-size"}
+)
+POLICY_KEYS_REFUSED_BY_TYPE = {
+    "classic": _STREAM_ONLY_KEYS | {"delivery-limit", "dead-letter-strategy"},
+    "quorum": _STREAM_ONLY_KEYS | _MIRRORING_KEYS | {"queue-mode", "queue-master-locator"},
+}
+
 # A group that repeats and is itself repeated, as in (a+)+ or (a|aa)*: Python's regex
 # engine can take exponential time on such a pattern, so it is refused.
 _NESTED_REPETITION = re.compile(
@@ -181,6 +192,8 @@ class Policy:
             if QUEUE_TYPE_TARGETS[apply_to] != queue_type:
                 return False
         else:
+            return False
+        if kind == "queue" and not POLICY_KEYS_REFUSED_BY_TYPE.get(queue_type, frozenset()).isdisjoint(self.definition):
             return False
         return self.regex.search(name) is not None
 

@@ -432,7 +432,7 @@ class Channel:
         self.unacked_count -= len(entries)
         self._release(entries)
         if requeue:
-            for queue in {entry.queue for entry in entries}:
+            for queue in dict.fromkeys(entry.queue for entry in entries):
                 queue.dispatch()
 
     def _release(self, entries: list[Unacked]) -> None:
@@ -446,7 +446,7 @@ class Channel:
             if only is not None and only.tag in self.consumers:
                 only.queue.unblock(only)
             return
-        for consumer in {entry.consumer for entry in entries if entry.consumer is not None}:
+        for consumer in dict.fromkeys(entry.consumer for entry in entries if entry.consumer is not None):
             if consumer.tag in self.consumers:
                 consumer.queue.unblock(consumer)
 
@@ -466,7 +466,7 @@ class Channel:
         self._settle_negative(entries, True, why="channel closed")
         self.closed = True
         self.connection.channels.pop(self.number, None)
-        for queue in {entry.queue for entry in entries}:
+        for queue in dict.fromkeys(entry.queue for entry in entries):
             queue.dispatch()
         for queue in cancelled:
             self.broker.consumer_cancelled(queue)
