@@ -17,22 +17,32 @@ from .main_window import EXAMPLES, MainWindow
 DEFAULT_EXAMPLE = EXAMPLES / "ecommerce.json"
 
 
+def collect_only_between_frames() -> None:
+    """The collector runs between frames (``MainWindow.on_frame``), never on its own.
+
+    Left to itself, it may run inside a Qt call that holds one of Qt's pooled
+    signal-slot locks (a disconnect, say) and destroy a QObject whose destructor
+    needs the same lock: the process hangs. Between frames no such lock is held.
+    """
+    gc.collect()
+    gc.disable()
+
+
 def settle_garbage_collector() -> None:
     """Keep the collector's pauses short while messages fly.
 
     Qt, pyqtgraph and the window are built once and live as long as the app: they
-    are frozen out of the collector's full passes. Young objects come and go by
-    the thousand each second, so the youngest generation is collected less often.
+    are frozen out of the collector's full passes.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
 
 
 def run_app(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Queuecraft")
     app.setOrganizationName("Queuecraft")
+    collect_only_between_frames()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(remember_recent_files=not args.screenshot)

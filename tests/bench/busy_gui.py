@@ -83,10 +83,11 @@ def main() -> None:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from gui.app import settle_garbage_collector
+    from gui.app import collect_only_between_frames, settle_garbage_collector
     from gui.main_window import MainWindow
 
     app = QApplication(sys.argv[:1])
+    collect_only_between_frames()
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     settings = QSettings(os.path.join(os.environ.get("TMPDIR", "/tmp"), "qc-bench.ini"), QSettings.Format.IniFormat)

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 
 import pytest
 import qasync
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
+
+from gui.app import collect_only_between_frames
+
+
+@pytest.fixture(autouse=True)
+def collector_as_in_the_app() -> Iterator[None]:
+    """The collector runs as the app runs it: between frames, and here after each test, once
+    its widgets are closed."""
+    collect_only_between_frames()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 @pytest.fixture
