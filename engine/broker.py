@@ -238,7 +238,6 @@ class Broker:
         self.vhosts: dict[str, VirtualHost] = {}
         self.stats = BrokerStats()
         self.connections: list[Connection] = []
-        self._msg_seq = 0
         self.add_vhost("/")
 
     # -- vhosts and connections ------------------------------------------------------
@@ -632,7 +631,7 @@ class Broker:
     @property
     def published_count(self) -> int:
         """Messages published so far; message ids count up from 1."""
-        return self._msg_seq
+        return self.stats.published
 
     def publish(
         self,
@@ -662,11 +661,10 @@ class Broker:
                 if "BCC" in headers:
                     # BCC routes the message but is never seen by consumers.
                     properties = {**properties, "headers": {k: v for k, v in headers.items() if k != "BCC"}}
-        self._msg_seq += 1
-        now = self.clock.now
-        message = Message(self._msg_seq, exchange, routing_key, properties, body, now, origin)
         stats = self.stats
-        stats.published += 1
+        stats.published = msg_id = stats.published + 1
+        now = self.clock.now
+        message = Message(msg_id, exchange, routing_key, properties, body, now, origin)
         flow = self.flow
         if flow.enabled and origin is not None:
             flow.add(now, "published", origin, target.node_id, message)
@@ -702,21 +700,19 @@ class Broker:
         exchange visited at most once, as RabbitMQ's router does. A message with
         CC or BCC headers is routed by each of its ``routing_keys``.
         """
-        routing_key = message.routing_key
-        flow = self.flow
-        now = self.clock.now
-        queues_by_name = host.queues
         if routing_keys is not None:
             return self._route_keys(host, exchange, message, routing_keys)
+        routing_key = message.routing_key
+        flow = self.flow
         if exchange.name == "":
             exchange.stats.received += 1
-            queue = queues_by_name.get(routing_key)
+            queue = host.queues.get(routing_key)
             if queue is None:
                 exchange.stats.unroutable += 1
                 return []
             exchange.stats.routed += 1
             if flow.enabled:
-                flow.add(now, "routed", exchange.node_id, queue.node_id, message)
+                flow.add(self.clock.now, "routed", exchange.node_id, queue.node_id, message)
             return [queue]
         if not exchange.exchange_bindings:
             # The common case: one exchange whose bindings all lead to queues.
@@ -729,9 +725,18 @@ class Broker:
                     binding = matched[0]  # type: ignore[index]
                     binding.routed += 1
                     if flow.enabled:
-                        flow.add(now, "routed", exchange.node_id, binding.node_id, message, binding.destination_node)
-                    queue = queues_by_name.get(binding.destination)
+                        flow.add(
+                            self.clock.now,
+                            "routed",
+                            exchange.node_id,
+                            binding.node_id,
+                            message,
+                            binding.destination_node,
+                        )
+                    queue = host.queues.get(binding.destination)
                     return [queue] if queue is not None else []
+                now = self.clock.now
+                queues_by_name = host.queues
                 found = []
                 seen: set[str] = set()
                 for binding in matched:

@@ -125,6 +125,8 @@ class Channel:
     def __init__(self, connection: Connection, number: int) -> None:
         self.connection = connection
         self.broker = connection.broker
+        self.flow = connection.broker.flow
+        self.latency = connection.broker.latency
         self.vhost = connection.vhost
         self.number = number
         self.consumers: dict[str, ChannelConsumer] = {}
@@ -283,15 +285,14 @@ class Channel:
         consumer.delivered += 1
         if message.redelivered:
             consumer.redelivered += 1
-        broker = self.broker
-        if broker.flow.enabled:
+        if self.flow.enabled:
             detail = "auto-ack" if consumer.no_ack else ""
-            broker.flow.add(broker.clock.now, "delivered", queue.node_id, consumer.node_id, message, detail)
+            self.flow.add(self.broker.clock.now, "delivered", queue.node_id, consumer.node_id, message, detail)
         if consumer.no_ack:
             consumer.acked += 1
             queue.stats.acked += 1
-            if broker.latency.enabled:
-                broker.latency.record(broker.clock.now - message.published_at, consumer.node_id, queue.node_id)
+            if self.latency.enabled:
+                self.latency.record(self.broker.clock.now - message.published_at, consumer.node_id, queue.node_id)
         else:
             self.unacked[tag] = Unacked(message, queue, consumer)
             consumer.unacked += 1
@@ -353,21 +354,20 @@ class Channel:
             queue.stats.acked += 1
             self.unacked_count -= 1
             consumer = entry.consumer
-            broker = self.broker
-            if broker.latency.enabled:
-                broker.latency.record(
-                    broker.clock.now - entry.message.published_at,
+            if self.latency.enabled:
+                self.latency.record(
+                    self.broker.clock.now - entry.message.published_at,
                     consumer.node_id if consumer is not None else None,
                     queue.node_id,
                 )
             if consumer is None:
-                if broker.flow.enabled:
-                    broker.flow.add(broker.clock.now, "acked", None, queue.node_id, entry.message, "basic.get")
+                if self.flow.enabled:
+                    self.flow.add(self.broker.clock.now, "acked", None, queue.node_id, entry.message, "basic.get")
                 return
             consumer.unacked -= 1
             consumer.acked += 1
-            if broker.flow.enabled:
-                broker.flow.add(broker.clock.now, "acked", consumer.node_id, queue.node_id, entry.message)
+            if self.flow.enabled:
+                self.flow.add(self.broker.clock.now, "acked", consumer.node_id, queue.node_id, entry.message)
             if self.global_prefetch:
                 self._release([entry])
             elif consumer.tag in self.consumers and (queue.ready or consumer in queue.blocked):

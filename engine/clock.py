@@ -45,6 +45,15 @@ class VirtualClock:
         heapq.heappush(self._heap, timer)
         return timer
 
+    def again(self, timer: Timer, delay: float) -> Timer:
+        """Schedule a timer that has just run to run again ``delay`` later: the same entry, so
+        a callback that cancels it later still can."""
+        self._seq += 1
+        timer[0] = self.now + delay if delay > 0 else self.now
+        timer[1] = self._seq
+        heapq.heappush(self._heap, timer)
+        return timer
+
     def next_time(self) -> float | None:
         """When the next live event is due, or None when nothing is scheduled."""
         heap = self._heap

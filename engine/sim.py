@@ -147,6 +147,7 @@ class SimProducer:
         self._timer: Timer | None = None
         self._publish = sim.broker.publish
         self._call_later = sim.clock.call_later
+        self._again = sim.clock.again
         self._steady_callback = self._steady_tick  # bound once: the tick runs for every message
         self.configure(model)
 
@@ -216,7 +217,11 @@ class SimProducer:
         return self._period
 
     def _steady_tick(self) -> None:
-        self._timer = self._call_later(self._period, self._steady_callback)
+        timer = self._timer  # the entry running now
+        if timer is None:
+            self._timer = self._call_later(self._period, self._steady_callback)
+        else:
+            self._again(timer, self._period)
         self.publish_one()
 
     def _tick(self) -> None:
@@ -230,10 +235,17 @@ class SimProducer:
         try:
             # Straight to the broker: a simulated producer has no use for the
             # channel's confirm bookkeeping, and this is the hottest path there is.
+            keys = self.template.keys
+            if keys is None:
+                routing_key = self.template.draw(self.rng)
+            elif len(keys) == 1:
+                routing_key = keys[0]
+            else:
+                routing_key = keys[int(self.rng.random() * len(keys))]  # RoutingKeyTemplate.draw, inlined
             outcome = self._publish(
                 self._vhost,
                 model.exchange,
-                self.template.draw(self.rng),
+                routing_key,
                 self._properties,
                 self._body,
                 model.mandatory,
@@ -408,7 +420,11 @@ class SimConsumer:
         if consumer.no_ack:
             self.acked += 1
         if self._instant and not self.busy:
-            self._settle(delivery_tag)
+            # _settle for a consumer with no work and no failures, inlined: the hottest path.
+            self.processed += 1
+            if self._acks:
+                consumer.channel.basic_ack(delivery_tag)
+                self.acked += 1
             return
         self.buffer.append((delivery_tag, message))
         if not self.busy:
