@@ -24,7 +24,7 @@ from .arguments import (
 from .channel import Connection
 from .clock import VirtualClock
 from .errors import resource_description
-from .message import Message
+from .message import Message, Timestamp
 from .metrics import FlowLog, LatencyRecorder
 from .model import node_id
 from .queues import Queue
@@ -250,6 +250,17 @@ class Broker:
         for exchange_name, exchange_type, internal in STANDARD_EXCHANGES:
             vhost.exchanges[exchange_name] = Exchange(name, exchange_name, exchange_type, internal=internal)
         return vhost
+
+    def delete_vhost(self, name: str) -> None:
+        """Delete a vhost and everything in it; its connections close first."""
+        host = self.vhosts.get(name)
+        if host is None:
+            raise errors.not_found(f"no vhost '{name}'")
+        for connection in [c for c in self.connections if c.vhost == name]:
+            connection.close()
+        for queue in list(host.queues.values()):
+            self._delete_queue(host, queue)
+        del self.vhosts[name]
 
     def get_vhost(self, name: str) -> VirtualHost:
         vhost = self.vhosts.get(name)
@@ -642,7 +653,9 @@ class Broker:
         body: bytes,
         mandatory: bool = False,
         origin: str | None = None,
+        encoded: bytes | None = None,
     ) -> PublishOutcome:
+        """Route a message; ``encoded`` is its properties as they came off the wire, if they did."""
         host = self.vhosts.get(vhost)
         if host is None:
             raise errors.not_allowed(f"vhost {vhost} not found")
@@ -661,10 +674,20 @@ class Broker:
                 if "BCC" in headers:
                     # BCC routes the message but is never seen by consumers.
                     properties = {**properties, "headers": {k: v for k, v in headers.items() if k != "BCC"}}
+                    encoded = None
         stats = self.stats
         stats.published = msg_id = stats.published + 1
         now = self.clock.now
-        message = Message(msg_id, exchange, routing_key, properties, body, now, origin)
+        message = Message(
+            msg_id,
+            exchange,
+            routing_key,
+            properties,
+            body,
+            now,
+            origin,
+            None if encoded is None else (properties, encoded),
+        )
         flow = self.flow
         if flow.enabled and origin is not None:
             flow.add(now, "published", origin, target.node_id, message)
@@ -925,7 +948,7 @@ def _with_death(
         if entry.get("queue") == queue.name and entry.get("reason") == reason:
             deaths.remove(entry)
             entry["count"] = entry.get("count", 1) + 1
-            entry["time"] = int(timestamp)
+            entry["time"] = Timestamp(int(timestamp))
             deaths.insert(0, entry)
             break
     else:
@@ -933,7 +956,7 @@ def _with_death(
             "count": 1,
             "reason": reason,
             "queue": queue.name,
-            "time": int(timestamp),
+            "time": Timestamp(int(timestamp)),
             "exchange": message.exchange,
             "routing-keys": list(routing_keys),
         }

@@ -75,6 +75,8 @@ class ChannelConsumer:
         self.redelivered = 0
 
     def has_capacity(self) -> bool:
+        if self.channel.suspended:
+            return False
         if self.no_ack:
             return True
         if self.prefetch and self.unacked >= self.prefetch:
@@ -142,6 +144,22 @@ class Channel:
         self.on_cancel: Callable[[str], None] | None = None  # the broker cancelled a consumer
         self.last_queue: str | None = None  # AMQP's shortcut: an empty queue name means this one
         self.closed = False
+        self.suspended = False  # takes no deliveries: its client cannot take more now
+
+    def suspend(self) -> None:
+        """No deliveries to this channel's consumers until ``resume`` (a client that is not reading, say)."""
+        if self.suspended:
+            return
+        self.suspended = True
+        for consumer in self.consumers.values():
+            consumer.queue.hold(consumer)
+
+    def resume(self) -> None:
+        if not self.suspended:
+            return
+        self.suspended = False
+        for consumer in list(self.consumers.values()):
+            consumer.queue.unblock(consumer)
 
     # -- topology -------------------------------------------------------------------
 
@@ -210,9 +228,10 @@ class Channel:
         properties: dict[str, Any] | None = None,
         mandatory: bool = False,
         origin: str | None = None,
+        encoded: bytes | None = None,
     ) -> PublishOutcome:
         outcome = self.broker.publish(
-            self.vhost, exchange, routing_key, properties, body, mandatory=mandatory, origin=origin
+            self.vhost, exchange, routing_key, properties, body, mandatory=mandatory, origin=origin, encoded=encoded
         )
         if outcome.returned and self.on_return is not None and outcome.message is not None:
             self.on_return(312, "NO_ROUTE", outcome.message)

@@ -32,12 +32,21 @@ class AMQPError(Exception):
     """An error with an AMQP reply code; ``str()`` gives RabbitMQ's reply text."""
 
     connection_level = False
+    # The method the error answers, as AMQP's close names it (0, 0: none in particular).
+    class_id = 0
+    method_id = 0
 
     def __init__(self, reply_code: int, detail: str) -> None:
         self.reply_code = reply_code
         self.detail = detail
         self.reply_text = f"{REPLY_NAMES.get(reply_code, 'ERROR')} - {detail}"
         super().__init__(self.reply_text)
+
+    def about(self, method_index: int) -> AMQPError:
+        """Say which method (pamqp's class << 16 | method index) the error answers, unless already said."""
+        if not self.class_id and not self.method_id:
+            self.class_id, self.method_id = method_index >> 16, method_index & 0xFFFF
+        return self
 
 
 class ChannelError(AMQPError):

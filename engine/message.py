@@ -25,6 +25,13 @@ PROPERTY_NAMES = (
 PERSISTENT = 2
 
 
+class Timestamp(int):
+    """Seconds since the epoch that travel as an AMQP timestamp (x-death's ``time``, say),
+    not as a plain integer."""
+
+    __slots__ = ()
+
+
 class Message:
     """One copy of a published message, in one queue (or on its way to one).
 
@@ -47,6 +54,7 @@ class Message:
         "delivery_count",
         "origin",
         "priority",
+        "encoded",
     )
 
     def __init__(
@@ -58,6 +66,7 @@ class Message:
         body: bytes,
         published_at: float,
         origin: str | None = None,
+        encoded: tuple[dict[str, Any] | None, bytes] | None = None,
     ) -> None:
         self.msg_id = msg_id
         self.exchange = exchange
@@ -72,6 +81,9 @@ class Message:
         self.delivery_count = 0
         self.origin = origin
         self.priority = 0
+        # The properties as they travel on the wire, and the dict they encode: valid while
+        # ``properties`` is still that dict (dead-lettering, say, gives it a new one).
+        self.encoded = encoded
 
     def copy(self) -> Message:
         twin = Message.__new__(Message)
@@ -88,6 +100,7 @@ class Message:
         twin.delivery_count = self.delivery_count
         twin.origin = self.origin
         twin.priority = self.priority
+        twin.encoded = self.encoded
         return twin
 
     @property

@@ -352,7 +352,10 @@ class Queue:
 
     def add_consumer(self, consumer: ChannelConsumer) -> None:
         self.consumers.append(consumer)
-        self._line(consumer.priority).append(consumer)
+        if consumer.channel.suspended:
+            self.blocked[consumer] = None
+        else:
+            self._line(consumer.priority).append(consumer)
         if self._lease_timer is not None:
             cancel(self._lease_timer)
             self._lease_timer = None
@@ -383,7 +386,7 @@ class Queue:
 
     def unblock(self, consumer: ChannelConsumer) -> None:
         """A consumer's prefetch has room again: put it back in line and dispatch."""
-        if consumer in self.blocked:
+        if consumer in self.blocked and not consumer.channel.suspended:
             del self.blocked[consumer]
             self._line(consumer.priority).append(consumer)
         if self.ready:
@@ -391,11 +394,25 @@ class Queue:
 
     def unblock_channel(self, channel: Any) -> None:
         """A channel-wide prefetch has room again: its blocked consumers line up in the order they were blocked."""
+        if channel.suspended:
+            return
         for consumer in [c for c in self.blocked if c.channel is channel]:
             del self.blocked[consumer]
             self._line(consumer.priority).append(consumer)
         if self.ready:
             self.dispatch()
+
+    def hold(self, consumer: ChannelConsumer) -> None:
+        """Take no more deliveries for ``consumer`` until ``unblock``: its channel is suspended."""
+        if consumer in self.blocked:
+            return
+        for _, line in self._lines:
+            try:
+                line.remove(consumer)
+            except ValueError:
+                continue
+            break
+        self.blocked[consumer] = None
 
     def _next_consumer(self) -> tuple[ChannelConsumer, deque[ChannelConsumer]] | None:
         """The consumer whose turn it is: highest priority first, in turn within a priority."""

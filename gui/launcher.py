@@ -11,9 +11,9 @@ import sys
 
 from engine.cli import parse_speed, positive_seconds
 
-HEADLESS_COMMANDS = {"run"}
+# Commands that never load Qt: the module whose main() runs each.
+HEADLESS_COMMANDS = {"run": "engine.cli", "serve": "engine.serve"}
 PLANNED_COMMANDS = {
-    "serve": "the built-in engine's AMQP listener",
     "deploy": "declaring a topology on a real RabbitMQ",
 }
 
@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="queuecraft",
         description="Draw a message topology, run it on a RabbitMQ-like engine and watch the messages move.",
-        epilog="Headless: queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json]",
+        epilog="Headless: queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json];"
+        " queuecraft serve [FILE] [--host 127.0.0.1] [--port 5673]",
     )
     parser.add_argument("file", nargs="?", help="topology file to open (default: the e-commerce example)")
     parser.add_argument(
@@ -46,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     if args_list and args_list[0] in HEADLESS_COMMANDS:
-        from engine.cli import main as run_main
+        import importlib
 
-        return run_main(args_list[1:])
+        command: int = importlib.import_module(HEADLESS_COMMANDS[args_list[0]]).main(args_list[1:])
+        return command
     if args_list and args_list[0] in PLANNED_COMMANDS:
         print(f"queuecraft {args_list[0]}: {PLANNED_COMMANDS[args_list[0]]} is not available yet.", file=sys.stderr)
         return 2

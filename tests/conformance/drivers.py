@@ -19,6 +19,7 @@ from engine.channel import Channel, ChannelConsumer, Connection
 from engine.clock import VirtualClock
 from engine.errors import AMQPError
 from engine.message import PROPERTY_NAMES, Message
+from engine.serve import BrokerThread, ServedBroker
 
 from .harness import Delivery, Driver, Returned, Scenario, StepError
 
@@ -617,16 +618,7 @@ class PikaDriver(_Bookkeeping, Driver):
         """rabbitmqctl stop_app and start_app, then wait until the broker takes connections again."""
         import pika
 
-        if shutil.which("rabbitmqctl") is None:
-            # A broker reachable but not restartable from here (no CLI tools on this machine).
-            if os.environ.get("CI"):
-                raise AssertionError("restarting the broker needs rabbitmqctl, which is not on the PATH")
-            import pytest
-
-            pytest.skip("restarting the broker needs rabbitmqctl, which is not installed here")
-        node = ["-n", self.node] if self.node else []
-        for command in (["rabbitmqctl", *node, "stop_app"], ["rabbitmqctl", *node, "start_app"]):
-            subprocess.run(command, check=True, capture_output=True, timeout=120)
+        self._restart_node()
         for connection in self.connections.values():
             try:
                 connection.process_data_events(time_limit=0)  # notice the broker hung up
@@ -647,6 +639,18 @@ class PikaDriver(_Bookkeeping, Driver):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+
+    def _restart_node(self) -> None:
+        if shutil.which("rabbitmqctl") is None:
+            # A broker reachable but not restartable from here (no CLI tools on this machine).
+            if os.environ.get("CI"):
+                raise AssertionError("restarting the broker needs rabbitmqctl, which is not on the PATH")
+            import pytest
+
+            pytest.skip("restarting the broker needs rabbitmqctl, which is not installed here")
+        node = ["-n", self.node] if self.node else []
+        for command in (["rabbitmqctl", *node, "stop_app"], ["rabbitmqctl", *node, "start_app"]):
+            subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     def set_policy(self, name: str, pattern: str, definition: dict[str, Any], priority: int, apply_to: str) -> None:
         self.admin.set_policy(self.vhost, name, pattern, definition, priority, apply_to)
@@ -743,3 +747,48 @@ def _pika_props(props: Any) -> dict[str, Any]:
     if props is None:
         return {}
     return {name: getattr(props, name) for name in PROPERTY_FIELDS if getattr(props, name, None) is not None}
+
+
+# -- pika against the engine's own AMQP listener ---------------------------------------------------
+
+
+class EngineAdmin:
+    """What the pika driver asks of RabbitMQ's management API, done on a served engine in its thread."""
+
+    def __init__(self, thread: BrokerThread) -> None:
+        self.thread = thread
+
+    @property
+    def served(self) -> ServedBroker:
+        assert self.thread.served is not None
+        return self.thread.served
+
+    def add_vhost(self, vhost: str) -> None:
+        self.thread.call(self.served.broker.add_vhost, vhost)
+
+    def delete_vhost(self, vhost: str) -> None:
+        if vhost in self.thread.call(lambda: set(self.served.broker.vhosts)):
+            self.thread.call(self.served.delete_vhost, vhost)
+
+    def set_policy(
+        self, vhost: str, name: str, pattern: str, definition: dict[str, Any], priority: int, apply_to: str
+    ) -> None:
+        self.thread.call(self.served.broker.set_policy, vhost, name, pattern, definition, priority, apply_to)
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        self.thread.call(self.served.broker.clear_policy, vhost, name)
+
+
+class ListenerDriver(PikaDriver):
+    """pika against ``queuecraft serve``'s listener, each scenario in a vhost of its own."""
+
+    name = "listener"
+
+    def __init__(self, thread: BrokerThread) -> None:
+        assert thread.address is not None
+        super().__init__(thread.address[0], thread.address[1], EngineAdmin(thread))
+        self.thread = thread
+
+    def _restart_node(self) -> None:
+        assert self.thread.served is not None
+        self.thread.call(self.thread.served.restart)

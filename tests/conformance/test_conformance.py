@@ -1,10 +1,13 @@
-"""Every conformance scenario, on the built-in engine and on the real RabbitMQ: both must pass."""
+"""Every conformance scenario three ways: on the built-in engine in-process, through pika on the
+real RabbitMQ, and through pika on the engine's own AMQP listener. All three must pass."""
 
 from __future__ import annotations
 
 import pytest
 
-from .drivers import EngineDriver, PikaDriver
+from engine.serve import BrokerThread
+
+from .drivers import EngineDriver, ListenerDriver, PikaDriver
 from .harness import load_scenarios, run_scenario
 
 SCENARIOS = load_scenarios()
@@ -29,3 +32,14 @@ def rabbitmq() -> PikaDriver:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
 def test_rabbitmq(scenario, rabbitmq: PikaDriver) -> None:  # type: ignore[no-untyped-def]
     run_scenario(scenario, rabbitmq)
+
+
+@pytest.fixture(scope="module")
+def listener():  # type: ignore[no-untyped-def]
+    with BrokerThread() as thread:
+        yield ListenerDriver(thread)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_listener(scenario, listener: ListenerDriver) -> None:  # type: ignore[no-untyped-def]
+    run_scenario(scenario, listener)

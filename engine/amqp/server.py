@@ -1,0 +1,163 @@
+"""The AMQP 0-9-1 listener: real clients connect to the built-in broker.
+
+``AmqpServer`` accepts TCP connections on an asyncio loop and gives each an
+:class:`AmqpConnection`; they all act on one broker core, so a pika program's
+messages meet the simulated producers and consumers of the open topology.
+Whoever runs the server (``queuecraft serve``, the GUI) hears of clients
+coming, changing and going through :class:`ServerEvents`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..broker import Broker
+from .auth import UserBase
+from .connection import AmqpConnection
+
+log = logging.getLogger("queuecraft.amqp")
+
+DEFAULT_PORT = 5673
+PRODUCT = "Queuecraft"
+RABBITMQ_COMPATIBLE = "3.10.8"
+
+
+class ServerEvents:
+    """What a server tells whoever runs it; each one is a list of callbacks."""
+
+    def __init__(self) -> None:
+        self.client_opened: list[Callable[[AmqpConnection], None]] = []
+        self.client_changed: list[Callable[[AmqpConnection], None]] = []
+        self.client_closed: list[Callable[[AmqpConnection], None]] = []
+        self.topology_changed: list[Callable[[AmqpConnection], None]] = []
+
+    @staticmethod
+    def emit(callbacks: list[Callable[[AmqpConnection], None]], connection: AmqpConnection) -> None:
+        for callback in list(callbacks):
+            callback(connection)
+
+
+class AmqpServer:
+    """Accepts AMQP clients for ``broker``; every limit bounds what one client can take."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        users: UserBase | None = None,
+        *,
+        frame_max: int = 131072,
+        channel_max: int = 2047,
+        heartbeat: int = 60,
+        max_connections: int = 1000,
+        max_unacked_per_connection: int = 100_000,
+        max_message_size: int = 128 * 1024 * 1024,
+        write_buffer_high: int = 4 * 1024 * 1024,
+        write_stall_timeout: float = 60.0,
+        close_timeout: float = 5.0,
+        on_activity: Callable[[], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.users = users or UserBase.default()
+        self.frame_max = frame_max
+        self.channel_max = channel_max
+        self.heartbeat = heartbeat
+        self.max_connections = max_connections
+        self.max_unacked_per_connection = max_unacked_per_connection
+        self.max_message_size = max_message_size
+        self.write_buffer_high = write_buffer_high
+        self.write_stall_timeout = write_stall_timeout
+        self.close_timeout = close_timeout
+        self.on_activity = on_activity
+        self.events = ServerEvents()
+        self.connections: list[AmqpConnection] = []
+        self._server: asyncio.Server | None = None
+        self.address: tuple[str, int] | None = None
+
+    # -- listening --------------------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: AmqpConnection(self), host, port)
+        sockname = self._server.sockets[0].getsockname()
+        self.address = (str(sockname[0]), int(sockname[1]))
+        log.info("listening for AMQP 0-9-1 clients on %s:%d", *self.address)
+        return self.address
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def stop(self) -> None:
+        """Stop listening and close every client connection, as a stopping RabbitMQ does (320)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for connection in list(self.connections):
+            connection.close()
+        if server is not None:
+            await server.wait_closed()
+        self.address = None
+
+    # -- what connections tell the server --------------------------------------------------------------
+
+    def server_properties(self) -> dict[str, Any]:
+        return {
+            "product": PRODUCT,
+            "version": RABBITMQ_COMPATIBLE,
+            "platform": "Python asyncio",
+            "information": "Queuecraft's built-in broker: behaves as RabbitMQ 3.10 does",
+            "capabilities": {
+                "publisher_confirms": True,
+                "exchange_exchange_bindings": True,
+                "basic.nack": True,
+                "consumer_cancel_notify": True,
+                "connection.blocked": False,
+                "consumer_priorities": True,
+                "authentication_failure_close": True,
+                "per_consumer_qos": True,
+                "direct_reply_to": False,
+            },
+        }
+
+    def connection_opened(self, connection: AmqpConnection) -> bool:
+        if len(self.connections) >= self.max_connections:
+            return False
+        self.connections.append(connection)
+        return True
+
+    def unique_client_name(self, name: str) -> str:
+        taken = {c.name for c in self.connections if c.state in ("running", "closing")}
+        if name not in taken:
+            return name
+        number = 2
+        while f"{name} ({number})" in taken:
+            number += 1
+        return f"{name} ({number})"
+
+    def client_opened(self, connection: AmqpConnection) -> None:
+        ServerEvents.emit(self.events.client_opened, connection)
+
+    def client_changed(self, connection: AmqpConnection) -> None:
+        ServerEvents.emit(self.events.client_changed, connection)
+
+    def topology_changed(self, connection: AmqpConnection) -> None:
+        ServerEvents.emit(self.events.topology_changed, connection)
+
+    def connection_closed(self, connection: AmqpConnection, was_open: bool) -> None:
+        if connection in self.connections:
+            self.connections.remove(connection)
+        if was_open:
+            log.info("'%s' disconnected", connection.name)
+            ServerEvents.emit(self.events.client_closed, connection)
+
+    def after_client_activity(self) -> None:
+        """What a client did may have set off follow-ups due now (a TTL of 0, say): run them."""
+        self.broker.clock.run_pending()
+        if self.on_activity is not None:
+            self.on_activity()
+
+    def open_clients(self) -> list[AmqpConnection]:
+        return [c for c in self.connections if c.state == "running"]
