@@ -238,6 +238,8 @@ class Broker:
         self.vhosts: dict[str, VirtualHost] = {}
         self.stats = BrokerStats()
         self.connections: list[Connection] = []
+        # Dead letters waiting while one publish reaches all its queues (see _enqueue_all).
+        self._held_dead_letters: list[tuple[Queue, Message, str]] | None = None
         self.add_vhost("/")
 
     # -- vhosts and connections ------------------------------------------------------
@@ -468,6 +470,13 @@ class Broker:
         if queue is None:
             return 0
         self._check_exclusive_access(queue, requester)
+        if queue.quorum and (if_unused or if_empty):
+            flag = "if-unused" if if_unused else "if-empty"
+            raise errors.ConnectionError(
+                540,
+                f"cannot delete queue '{name}' in vhost '{vhost}'. queue.delete operations with {flag} "
+                "flag set are not supported by quorum queues",
+            )
         if if_unused and queue.consumers:
             raise errors.precondition_failed(f"queue '{name}' in vhost '{vhost}' in use")
         if if_empty and queue.depth:
@@ -513,17 +522,20 @@ class Broker:
         host = self.get_vhost(vhost)
         if source == "" or (destination_type == "exchange" and destination == ""):
             raise errors.access_refused("operation not permitted on the default exchange")
-        if destination_type == "queue":
-            self.lookup_queue(vhost, destination, requester)
-        else:
+        # RabbitMQ checks that both ends exist (404) and the arguments (406) before the
+        # exclusive lock of another connection's queue (405).
+        queue = self.lookup_queue(vhost, destination) if destination_type == "queue" else None
+        if queue is None:
             self.lookup_exchange(vhost, destination)
         exchange = self.lookup_exchange(vhost, source)
         arguments = dict(arguments or {})
+        exchange.router.validate(routing_key, arguments)
+        if queue is not None:
+            self._check_exclusive_access(queue, requester)
         binding = Binding(vhost, source, destination, destination_type, routing_key, arguments)
         for existing in exchange.router.bindings:
             if existing.key == binding.key:
                 return existing
-        exchange.router.validate(routing_key, arguments)
         exchange.router.add(binding)
         if destination_type == "exchange":
             host.exchanges[destination].bound_here.append(binding)
@@ -665,6 +677,7 @@ class Broker:
         if target.internal:
             raise errors.access_refused(f"cannot publish to internal exchange '{exchange}' in vhost '{vhost}'")
         routing_keys = None
+        bcc: tuple[str, ...] = ()
         if properties is not None:
             if "expiration" in properties:
                 check_expiration(properties["expiration"])
@@ -673,6 +686,7 @@ class Broker:
                 routing_keys = [routing_key, *_key_list(headers.get("CC")), *_key_list(headers.get("BCC"))]
                 if "BCC" in headers:
                     # BCC routes the message but is never seen by consumers.
+                    bcc = tuple(_key_list(headers.get("BCC")))
                     properties = {**properties, "headers": {k: v for k, v in headers.items() if k != "BCC"}}
                     encoded = None
         stats = self.stats
@@ -688,6 +702,8 @@ class Broker:
             origin,
             None if encoded is None else (properties, encoded),
         )
+        if bcc:
+            message.bcc = bcc
         flow = self.flow
         if flow.enabled and origin is not None:
             flow.add(now, "published", origin, target.node_id, message)
@@ -705,14 +721,29 @@ class Broker:
         stats.routed += 1
         if len(queues) == 1:
             return ROUTED if queues[0].enqueue(message) else PublishOutcome(None, False, True)
+        return PublishOutcome(None, False, True) if self._enqueue_all(queues, message) else ROUTED
+
+    def _enqueue_all(self, queues: list[Queue], message: Message) -> bool:
+        """Give each queue a copy; True when one of them refused it. The dead letters this
+        causes (a length limit pushing out a head, say) are sent once every queue has its
+        copy, as in RabbitMQ, where the queues hear of the publish before of its fallout."""
+        copies = [message] + [message.copy() for _ in range(len(queues) - 1)]
+        if self._held_dead_letters is not None:
+            return not all([queue.enqueue(copy) for queue, copy in zip(queues, copies, strict=True)])
+        held: list[tuple[Queue, Message, str]] = []
+        self._held_dead_letters = held
         refused = False
-        copies = [message]
-        for _ in range(len(queues) - 1):
-            copies.append(message.copy())
-        for queue, copy in zip(queues, copies, strict=True):
-            if not queue.enqueue(copy):
-                refused = True
-        return PublishOutcome(None, False, True) if refused else ROUTED
+        try:
+            for queue, copy in zip(queues, copies, strict=True):
+                if not queue.enqueue(copy):
+                    refused = True
+        finally:
+            index = 0
+            while index < len(held):
+                self._dead_letter_now(*held[index])
+                index += 1
+            self._held_dead_letters = None
+        return refused
 
     def route(
         self, host: VirtualHost, exchange: Exchange, message: Message, routing_keys: list[str] | None = None
@@ -843,6 +874,12 @@ class Broker:
         RabbitMQ does; so does a cycle back into a queue the message already died
         in, unless a rejection happened on the way.
         """
+        if self._held_dead_letters is not None:
+            self._held_dead_letters.append((queue, message, reason))
+            return
+        self._dead_letter_now(queue, message, reason)
+
+    def _dead_letter_now(self, queue: Queue, message: Message, reason: str) -> None:
         exchange_name = queue.dead_letter_exchange
         if exchange_name is None:
             return
@@ -864,7 +901,8 @@ class Broker:
             routing_keys = [dead_routing_key]
             dead.properties["headers"].pop("CC", None)
         else:
-            routing_keys = original_keys
+            # The dead-lettered copy is routed by its BCC keys too, though x-death lists only the others.
+            routing_keys = original_keys + list(message.bcc) if message.bcc else original_keys
         queue.stats.dead_lettered += 1
         if self.flow.enabled:
             self.flow.add(self.clock.now, "dead_lettered", queue.node_id, exchange.node_id, dead, reason)
@@ -877,9 +915,10 @@ class Broker:
                     self.record_flow("dropped", target.node_id, None, dead, "dead-letter cycle")
         if not targets:
             return
-        copies = [dead] + [dead.copy() for _ in range(len(targets) - 1)]
-        for target, copy in zip(targets, copies, strict=True):
-            target.enqueue(copy)
+        if len(targets) == 1:
+            targets[0].enqueue(dead)
+        else:
+            self._enqueue_all(targets, dead)
 
     epoch = 1_700_000_000.0  # wall time of virtual zero, for x-death timestamps
 

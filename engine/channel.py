@@ -246,10 +246,12 @@ class Channel:
     def basic_qos(self, prefetch_count: int, global_: bool = False) -> None:
         if global_:
             self.global_prefetch = prefetch_count
-            for queue in list({consumer.queue: None for consumer in self.consumers.values()}):
-                queue.unblock_channel(self)
         else:
+            # RabbitMQ: a per-consumer prefetch clears the channel-wide one.
             self.prefetch_count = prefetch_count
+            self.global_prefetch = 0
+        for queue in list({consumer.queue: None for consumer in self.consumers.values()}):
+            queue.unblock_channel(self)
 
     def basic_consume(
         self,
@@ -266,9 +268,15 @@ class Channel:
             consumer_tag = f"amq.ctag-{next(_consumer_tags)}"
         if consumer_tag in self.consumers:
             raise errors.not_allowed(f"attempt to reuse consumer tag '{consumer_tag}'")
-        if exclusive and target.consumers:
-            raise errors.access_refused(f"queue '{queue}' in vhost '{self.vhost}' in exclusive use")
-        if any(c.exclusive for c in target.consumers):
+        if target.quorum:
+            if self.global_prefetch:
+                raise errors.ConnectionError(
+                    540, f"queue '{target.name}' in vhost '{self.vhost}' does not support global qos"
+                )
+            exclusive = False  # RabbitMQ 3.10's quorum queues take no notice of it
+        elif (exclusive and (target.consumers or target.single_active_consumer)) or any(
+            c.exclusive for c in target.consumers
+        ):
             raise errors.access_refused(f"queue '{queue}' in vhost '{self.vhost}' in exclusive use")
         priority = (arguments or {}).get("x-priority", 0)
         if not isinstance(priority, int) or isinstance(priority, bool):
@@ -325,6 +333,11 @@ class Channel:
             raise errors.ConnectionError(
                 540, f"basic.get not supported by stream queues queue '{target.name}' in vhost '{self.vhost}'"
             )
+        if target.quorum and target.single_active_consumer:
+            raise errors.resource_locked(
+                f"cannot obtain access to locked queue '{target.name}' in vhost '{self.vhost}'. "
+                "basic.get operations are not supported by quorum queues with single active consumer"
+            )
         message = target.get()
         if message is None:
             return None
@@ -340,6 +353,7 @@ class Channel:
             self.unacked[tag] = Unacked(message, target, None)
             self.unacked_count += 1
             target.unacked += 1
+            target.get_held(self)
         return tag, message, target.depth
 
     # -- settlement -----------------------------------------------------------------
@@ -380,6 +394,7 @@ class Channel:
                     queue.node_id,
                 )
             if consumer is None:
+                queue.get_settled(self)
                 if self.flow.enabled:
                     self.flow.add(self.broker.clock.now, "acked", None, queue.node_id, entry.message, "basic.get")
                 return
@@ -408,6 +423,8 @@ class Channel:
             if consumer is not None:
                 consumer.unacked -= 1
                 consumer.acked += 1
+            else:
+                entry.queue.get_settled(self)
             if flow.enabled:
                 source = consumer.node_id if consumer is not None else None
                 flow.add(broker.clock.now, "acked", source, entry.queue.node_id, entry.message)
@@ -432,10 +449,16 @@ class Channel:
         """Settle deliveries negatively: nacked or rejected by the client (``by_client``),
         or given back (``why``: the channel closed, the client asked to recover)."""
         broker = self.broker
+        if requeue and len(entries) > 1:
+            # A quorum queue takes them back consumer by consumer (by tag), each in delivery order.
+            entries.sort(key=lambda e: e.consumer.tag if e.consumer is not None else "")
+        returned = why == "channel closed"
         for entry in entries:
             consumer = entry.consumer
             if consumer is not None:
                 consumer.unacked -= 1
+            else:
+                entry.queue.get_settled(self)
             if by_client:
                 entry.queue.stats.nacked += 1
                 if consumer is not None:
@@ -445,14 +468,14 @@ class Channel:
                 detail = ("requeue" if requeue else "discard") if by_client else why
                 broker.flow.add(broker.clock.now, "nacked", node, entry.queue.node_id, entry.message, detail)
             if requeue:
-                entry.queue.requeue(entry.message)
+                entry.queue.requeue(entry.message, returned)
             else:
                 entry.queue.settle_rejected(entry.message)
         self.unacked_count -= len(entries)
         self._release(entries)
         if requeue:
             for queue in dict.fromkeys(entry.queue for entry in entries):
-                queue.dispatch()
+                queue.requeued()
 
     def _release(self, entries: list[Unacked]) -> None:
         """Room in a prefetch window: let the affected consumers take more."""
@@ -478,14 +501,14 @@ class Channel:
         cancelled = []
         for tag in list(self.consumers):
             consumer = self.consumers.pop(tag)
-            consumer.queue.remove_consumer(consumer)
+            consumer.queue.remove_consumer(consumer, dispatch=False)
             cancelled.append(consumer.queue)
         entries = list(self.unacked.values())
         self.unacked.clear()
         self._settle_negative(entries, True, why="channel closed")
         self.closed = True
         self.connection.channels.pop(self.number, None)
-        for queue in dict.fromkeys(entry.queue for entry in entries):
+        for queue in dict.fromkeys(cancelled):
             queue.dispatch()
         for queue in cancelled:
             self.broker.consumer_cancelled(queue)

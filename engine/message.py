@@ -55,6 +55,7 @@ class Message:
         "origin",
         "priority",
         "encoded",
+        "bcc",
     )
 
     def __init__(
@@ -84,6 +85,8 @@ class Message:
         # The properties as they travel on the wire, and the dict they encode: valid while
         # ``properties`` is still that dict (dead-lettering, say, gives it a new one).
         self.encoded = encoded
+        # BCC keys route the message (and its dead-lettered copies) but leave its headers.
+        self.bcc: tuple[str, ...] = ()
 
     def copy(self) -> Message:
         twin = Message.__new__(Message)
@@ -101,6 +104,7 @@ class Message:
         twin.origin = self.origin
         twin.priority = self.priority
         twin.encoded = self.encoded
+        twin.bcc = self.bcc
         return twin
 
     @property

@@ -147,6 +147,12 @@ class Queue:
         self._lines: list[tuple[int, deque[ChannelConsumer]]] = []  # by consumer priority, highest first
         self.blocked: dict[ChannelConsumer, None] = {}  # in the order they were blocked
         self.single_active_consumer = bool(self.arguments.get("x-single-active-consumer", False))
+        self.active_consumer: ChannelConsumer | None = None  # with single active consumer
+        # Quorum queues: how many messages at the head are returns (served before the rest),
+        # and the channels holding basic.get messages unsettled (each counts as a consumer).
+        self._returns = 0
+        self.get_holders: dict[Any, int] = {}
+        self._rejecting = False  # a quorum queue's reject-publish, once over its limit
         self._next_seq = 0
         self._dispatching = False
         self._expiry_timer: Any = None
@@ -194,7 +200,13 @@ class Queue:
         self.expires = None if expires is None else expires / 1000.0
         self.max_length = lowest("max-length")
         self.max_length_bytes = lowest("max-length-bytes")
-        self.overflow = argument_first("overflow", "drop-head")
+        if self.quorum:
+            # A quorum queue lets a policy's overflow win over the argument, and drops heads
+            # where a classic queue would reject-publish-dlx (RabbitMQ 3.10).
+            overflow = policy.get("overflow", args.get("x-overflow", "drop-head"))
+            self.overflow = "drop-head" if overflow == "reject-publish-dlx" else overflow
+        else:
+            self.overflow = argument_first("overflow", "drop-head")
         self.dead_letter_exchange = argument_first("dead-letter-exchange")
         self.dead_letter_routing_key = argument_first("dead-letter-routing-key")
         self.delivery_limit = lowest("delivery-limit") if self.queue_type == "quorum" else None
@@ -217,6 +229,12 @@ class Queue:
     @property
     def depth(self) -> int:
         return len(self.ready)
+
+    @property
+    def consumer_count(self) -> int:
+        """What queue.declare-ok reports: a quorum queue also counts each channel holding
+        basic.get messages it has not settled."""
+        return len(self.consumers) + len(self.get_holders)
 
     def messages(self) -> Iterator[Message]:
         return iter(self.ready)
@@ -258,7 +276,7 @@ class Queue:
             self.ready_bytes += len(message.body)
             self.dispatch()
             return True
-        if self.overflow != "drop-head" and self._would_overflow(message):
+        if self.overflow != "drop-head" and self._refuses(message):
             self.stats.refused += 1
             self.broker.record_flow("dropped", self.node_id, None, message, self.overflow)
             if self.overflow == "reject-publish-dlx":
@@ -287,15 +305,34 @@ class Queue:
         self.ready_bytes += len(message.body)
         self.dispatch()
         if self.ready:
-            self._enforce_length_limit()
+            if self.overflow == "drop-head":
+                self._enforce_length_limit()
+            elif self.quorum and self._over_limit():
+                self._rejecting = True
             self._expire_head()
         return True
 
-    def _would_overflow(self, message: Message) -> bool:
+    def _refuses(self, message: Message) -> bool:
+        """reject-publish: a classic queue refuses a message that would take it past its limit;
+        a quorum queue takes one past it, then refuses until it is back under 80 % of it."""
+        if self.quorum:
+            if self._rejecting and self._below_soft_limit():
+                self._rejecting = False
+            return self._rejecting
         if self.max_length is not None and len(self.ready) >= self.max_length:
             return True
         limit = self.max_length_bytes
         return limit is not None and self.ready_bytes + len(message.body) > limit
+
+    def _over_limit(self) -> bool:
+        return (self.max_length is not None and len(self.ready) > self.max_length) or (
+            self.max_length_bytes is not None and self.ready_bytes > self.max_length_bytes
+        )
+
+    def _below_soft_limit(self) -> bool:
+        return (self.max_length is None or len(self.ready) <= int(self.max_length * 0.8)) and (
+            self.max_length_bytes is None or self.ready_bytes <= int(self.max_length_bytes * 0.8)
+        )
 
     def _enforce_length_limit(self) -> None:
         max_length = self.max_length
@@ -315,6 +352,8 @@ class Queue:
     def _pop_ready(self) -> Message:
         message = self.ready.popleft()
         self.ready_bytes -= len(message.body)
+        if self._returns:
+            self._returns -= 1
         return message
 
     # -- TTL ----------------------------------------------------------------------
@@ -352,6 +391,8 @@ class Queue:
 
     def add_consumer(self, consumer: ChannelConsumer) -> None:
         self.consumers.append(consumer)
+        if self.single_active_consumer and self.active_consumer is None:
+            self.active_consumer = consumer
         if consumer.channel.suspended:
             self.blocked[consumer] = None
         else:
@@ -361,7 +402,9 @@ class Queue:
             self._lease_timer = None
         self.dispatch()
 
-    def remove_consumer(self, consumer: ChannelConsumer) -> None:
+    def remove_consumer(self, consumer: ChannelConsumer, dispatch: bool = True) -> None:
+        """``dispatch=False`` when the consumer's channel is closing: its unacked messages go
+        back before the next single active consumer takes over."""
         self.consumers.remove(consumer)
         self.blocked.pop(consumer, None)
         for _, line in self._lines:
@@ -370,10 +413,23 @@ class Queue:
             except ValueError:
                 continue
             break
+        if consumer is self.active_consumer:
+            self.active_consumer = self._next_active()
         if not self.consumers:
             self._renew_lease()
-        elif self.single_active_consumer:
+        elif self.single_active_consumer and dispatch and self.quorum:
+            # A classic queue of RabbitMQ 3.10 does not run itself when a cancel hands it
+            # to the next consumer; its next event (a publish, an ack, a requeue) does.
             self.dispatch()
+
+    def _next_active(self) -> ChannelConsumer | None:
+        """Who takes over a single-active-consumer queue: a classic queue picks the waiting
+        consumer of highest x-priority, a quorum queue the one waiting longest."""
+        if not self.consumers:
+            return None
+        if self.quorum:
+            return self.consumers[0]
+        return max(self.consumers, key=lambda c: c.priority)
 
     def _line(self, priority: int) -> deque[ChannelConsumer]:
         for level, line in self._lines:
@@ -417,7 +473,7 @@ class Queue:
     def _next_consumer(self) -> tuple[ChannelConsumer, deque[ChannelConsumer]] | None:
         """The consumer whose turn it is: highest priority first, in turn within a priority."""
         if self.single_active_consumer:
-            active = self.consumers[0] if self.consumers else None
+            active = self.active_consumer
             if active is None or not active.has_capacity():
                 return None
             return active, _NO_LINE
@@ -481,8 +537,21 @@ class Queue:
         if self.queue_type == "quorum":
             # RabbitMQ 3.10 counts deliveries on basic.get from the first one.
             _set_header(message, "x-delivery-count", message.delivery_count)
-        self._schedule_expiry()
+        # Expired messages now at the head go before get-ok counts what is left.
+        self._expire_head()
         return message
+
+    def get_held(self, channel: Any) -> None:
+        if self.quorum:
+            self.get_holders[channel] = self.get_holders.get(channel, 0) + 1
+
+    def get_settled(self, channel: Any) -> None:
+        held = self.get_holders.get(channel)
+        if held is not None:
+            if held > 1:
+                self.get_holders[channel] = held - 1
+            else:
+                del self.get_holders[channel]
 
     # -- settlement -----------------------------------------------------------------
 
@@ -495,12 +564,16 @@ class Queue:
         self.stats.rejected += 1
         self.broker.dead_letter(self, message, "rejected")
 
-    def requeue(self, message: Message) -> None:
-        """Back where it was, marked redelivered; past a quorum queue's delivery limit, dead-lettered."""
+    def requeue(self, message: Message, returned: bool = False) -> None:
+        """Back in the queue, marked redelivered; past a quorum queue's delivery limit, dead-lettered.
+
+        A classic queue puts it back where it was. A quorum queue (RabbitMQ 3.10) serves what a
+        departed consumer ``returned``, and anything requeued under a delivery limit, before the
+        rest, in the order returned; without a limit a nack or recover puts it at the back."""
         self.unacked -= 1
         if self.deleted:
             return
-        if self.queue_type == "quorum":
+        if self.quorum:
             message.delivery_count += 1
             if self.delivery_limit is not None and message.delivery_count > self.delivery_limit:
                 self.stats.rejected += 1
@@ -509,12 +582,31 @@ class Queue:
                 return
         self.stats.requeued += 1
         message.redelivered = True
-        self.ready.requeue(message)
+        if not self.quorum:
+            self.ready.requeue(message)
+            self.ready_bytes += len(message.body)
+            self.broker.record_flow("requeued", self.node_id, None, message)
+            if self.overflow == "drop-head":
+                self._enforce_length_limit()
+            self._expire_head()
+            return
+        if returned or self.delivery_limit is not None:
+            assert isinstance(self.ready, FifoMessages)  # quorum queues have no priorities
+            self.ready.insert(self._returns, message)
+            self._returns += 1
+        else:
+            message.seq = self._next_seq
+            self._next_seq += 1
+            self.ready.append(message)
         self.ready_bytes += len(message.body)
         self.broker.record_flow("requeued", self.node_id, None, message)
-        if self.overflow == "drop-head":
+        self._schedule_expiry()
+
+    def requeued(self) -> None:
+        """Messages came back: serve them; a quorum queue applies its length limit after that."""
+        self.dispatch()
+        if self.quorum and self.overflow == "drop-head" and self.ready:
             self._enforce_length_limit()
-        self._expire_head()
 
     def purge(self, why: str = "purged") -> int:
         count = len(self.ready)
@@ -523,6 +615,7 @@ class Queue:
                 self.broker.record_flow("dropped", self.node_id, None, message, why)
         self.ready.clear()
         self.ready_bytes = 0
+        self._returns = 0
         self.stats.purged += count
         self._schedule_expiry()
         return count

@@ -292,11 +292,18 @@ def headers_match(arguments: Mapping[str, Any], headers: Mapping[str, Any]) -> b
             continue
         if key not in headers:
             all_matched = False
-        elif wanted is None or values_equal(wanted, headers[key]):
+        elif wanted is None or values_equal(wanted, headers[key]) or _both_empty(wanted, headers[key]):
             any_matched = True
         else:
             all_matched = False
     return any_matched if match_any else all_matched
+
+
+def _both_empty(a: Any, b: Any) -> bool:
+    """At the top level RabbitMQ compares a header's value without its type tag, and an empty
+    table and an empty array are both Erlang's ``[]``; nested, the tags differ."""
+    empty = (Mapping, list, tuple)
+    return isinstance(a, empty) and isinstance(b, empty) and not a and not b
 
 
 def values_equal(a: Any, b: Any) -> bool:

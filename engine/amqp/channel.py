@@ -212,7 +212,7 @@ def _queue_declare(ch: WireChannel, m: Any) -> None:
     )
     ch.connection.topology_changed()
     if not m.nowait:
-        ch.send(Queue.DeclareOk(queue.name, queue.depth, len(queue.consumers)))
+        ch.send(Queue.DeclareOk(queue.name, queue.depth, queue.consumer_count))
 
 
 def _queue_bind(ch: WireChannel, m: Any) -> None:

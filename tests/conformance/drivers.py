@@ -164,7 +164,7 @@ class EngineDriver(_Bookkeeping, Driver):
                 arguments=args.get("arguments"),
                 passive=args.get("passive", False),
             )
-            return {"queue": queue.name, "message_count": queue.depth, "consumer_count": len(queue.consumers)}
+            return {"queue": queue.name, "message_count": queue.depth, "consumer_count": queue.consumer_count}
         if op == "queue.bind":
             ch.queue_bind(args["queue"], args["exchange"], args.get("routing_key", ""), args.get("arguments"))
             return None
@@ -292,7 +292,7 @@ class EngineDriver(_Bookkeeping, Driver):
             found = self.broker.queue_declare(self.VHOST, queue, passive=True)
         except AMQPError as exc:
             raise AssertionError(f"queue {queue}: {exc}") from None
-        return found.depth, len(found.consumers)
+        return found.depth, found.consumer_count
 
     def exists(self, kind: str, name: str) -> bool:
         try:
