@@ -311,6 +311,13 @@ class SimConsumer:
     def _update_instant(self) -> None:
         model = self.model
         self._instant = model.work_ms == 0 and model.work_spread_ms == 0 and not self.failure[0]
+        self._set_acks_at_once()
+
+    def _set_acks_at_once(self) -> None:
+        channel = self.channel
+        if channel is not None and self.consumer_tag in channel.consumers:
+            consumer = channel.consumers[self.consumer_tag]
+            consumer.acks_at_once = self._instant and self._acks and not self.buffer
 
     @property
     def failure(self) -> tuple[float, str]:
@@ -379,6 +386,7 @@ class SimConsumer:
             return
         self.channel = channel
         channel.on_cancel = self._on_cancel
+        self._set_acks_at_once()
 
     def _unsubscribe(self) -> None:
         self._generation += 1
@@ -417,6 +425,10 @@ class SimConsumer:
         self.delivered += 1
         if message.redelivered:
             self.redelivered += 1
+        if consumer.acks_at_once:  # the channel has acked it already
+            self.processed += 1
+            self.acked += 1
+            return
         if consumer.no_ack:
             self.acked += 1
         if self._instant and not self.busy:
