@@ -206,15 +206,21 @@ class Tracer:
         message = copies[0][1] if copies else None
         headers = message.headers if message is not None else {}
         routing_key = events[0].routing_key
-        hops = [self._hop(event, headers) for event in events]
+        checked: set[str] = set()
+        hops = [self._hop(event, headers, checked) for event in events]
         return Trace(msg_id, routing_key, hops, complete=events[0].kind == "published" or events[0].kind == "routed")
 
-    def _hop(self, event: FlowEvent, headers: dict[str, Any]) -> Hop:
+    def _hop(self, event: FlowEvent, headers: dict[str, Any], checked: set[str]) -> Hop:
+        """One hop; the first hop out of an exchange carries the check of each of its bindings
+        (a message an exchange routes to several queues is checked once, not once a queue)."""
         kind, source, target = event.kind, event.source, event.target
         text = self._describe(event)
         hop = Hop(event.time, kind, source, target, text)
         if kind in ("routed", "unroutable", "returned") and source is not None and source.startswith("exchange:"):
-            hop.bindings = self.binding_checks(source, event.routing_key, headers)
+            where = f"{source}\0{event.routing_key}"
+            if where not in checked:
+                checked.add(where)
+                hop.bindings = self.binding_checks(source, event.routing_key, headers)
         return hop
 
     def describe(self, event: FlowEvent) -> str:

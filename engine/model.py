@@ -228,7 +228,7 @@ class TimelineEvent:
         if a == "burst":
             return f"burst of {self.count:,} messages from {n}"
         if a == "rate":
-            return f"producer {n} at {self.rate:g} msg/s"
+            return f"producer {n} back to its own rate" if self.rate is None else f"producer {n} at {self.rate:g} msg/s"
         if a in ("bind", "unbind"):
             key = f" '{self.routing_key}'" if self.routing_key else ""
             return f"{a} {n} → {self.destination}{key}"

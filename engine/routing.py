@@ -85,10 +85,18 @@ def _escape(text: str) -> str:
     return text.replace("%", "%25").replace(":", "%3A").replace(">", "%3E")
 
 
-def binding_source(binding_node: str) -> str:
-    """The source exchange's name, read back from a binding's id."""
+def binding_parts(binding_node: str) -> tuple[str, str, str]:
+    """(source, destination, routing key), read back from a binding's id."""
     name = binding_node.split(":", 2)[2]
-    return name.partition(">")[0].replace("%3E", ">").replace("%3A", ":").replace("%25", "%")
+    source, _, rest = name.partition(">")
+    parts = rest.split(":")
+    destination = parts[1] if len(parts) > 1 else ""
+    key = parts[2] if len(parts) > 2 else ""
+    return _unescape(source), _unescape(destination), _unescape(key)
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%3E", ">").replace("%3A", ":").replace("%25", "%")
 
 
 def _canonical(arguments: Mapping[str, Any]) -> str:

@@ -124,11 +124,12 @@ def value_at(series_: Series, time: float) -> tuple[float, dict[str, float]] | N
     return times[nearest], {name: values[nearest] for name, _, values in series_.columns()}
 
 
-def to_csv(series_: Series) -> str:
-    """One row per sample: the simulated time, then every column with its unit in the header."""
+def to_csv(series_: Series, extra: list[tuple[str, str, list[float]]] | None = None) -> str:
+    """One row per sample: the simulated time, then every column with its unit in the header
+    (``extra`` columns, one value per sample, after the series' own)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    columns = series_.columns()
+    columns = series_.columns() + list(extra or [])
     writer.writerow(["time (s)", *(f"{name} ({unit})" for name, unit, _ in columns)])
     for i, time in enumerate(series_.times):
         row = [f"{time:.3f}"]

@@ -4,6 +4,7 @@ the topology file keeps, so the lesson replays by itself."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt
@@ -120,7 +121,8 @@ class FaultActions(QObject):
             for factor in (2.0, 10.0):
                 rate = producer.model.rate * factor
                 self._add(pace, f"{factor:g}× ({rate:g} msg/s)", TimelineEvent(0, "rate", vhost, name, rate=rate))
-            self._add(pace, f"Normal ({producer.model.rate:g} msg/s)", TimelineEvent(0, "rate", vhost, name, rate=None))
+            normal = producer.model.rate
+            self._add(pace, f"Normal ({normal:g} msg/s)", TimelineEvent(0, "rate", vhost, name, rate=normal))
         elif kind == "binding":
             binding = find_binding(self.window.document.topology, subject)
             if binding is None:
@@ -151,7 +153,8 @@ class FaultActions(QObject):
 def _at(event: TimelineEvent, now: float) -> TimelineEvent:
     moved = copy.copy(event)
     moved.arguments = dict(event.arguments)
-    moved.at = round(now, 3)
+    # Never later than now: a recorded step scheduled after now would play a second time.
+    moved.at = math.floor(now * 1000) / 1000
     return moved
 
 
@@ -187,6 +190,12 @@ class TimelinePanel(QWidget):
         self._played_shown = -1
 
     def refresh(self) -> None:
+        self._fill_steps()
+        self._played_shown = -1
+        self.refresh_played()
+
+    def _fill_steps(self) -> None:
+        """The file's steps, each ticked once this run has passed its time."""
         topology = self.window.document.topology
         sim = self.window.controller.sim
         now = sim.now if sim is not None else 0.0
@@ -197,14 +206,14 @@ class TimelinePanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, index)
             self.steps.addItem(item)
         self.remove.setEnabled(bool(topology.timeline))
-        self._played_shown = -1
-        self.refresh_played()
 
     def refresh_played(self) -> None:
         sim = self.window.controller.sim
         log = sim.fault_log if sim is not None else []
         if len(log) == self._played_shown:
             return
+        if self._played_shown >= 0:
+            self._fill_steps()
         self._played_shown = len(log)
         self.played.clear()
         for when, text in log:

@@ -95,6 +95,13 @@ class FlowAnimator:
         """While paused after a step, let its tokens finish their trip."""
         self.hold_until = self.clock + self.travel * 4
 
+    def hold_for_message(self, msg_id: int) -> None:
+        """While paused, play a message's tokens out to the end of its last hop."""
+        layer = self.scene.tokens
+        ends = [t.start + t.duration for t in layer.tokens if t.msg_id == msg_id]
+        ends += [at for (mid, _), at in self._arrivals.items() if mid == msg_id]
+        self.hold_until = max(self.hold_until, max(ends, default=self.clock) + 0.3)
+
     def advance(self, flow: FlowLog, elapsed: float, running: bool) -> None:
         """Move the display clock by ``elapsed`` wall seconds and draw what happened since last frame."""
         if running or self.clock < self.hold_until:
@@ -239,8 +246,11 @@ class FlowAnimator:
                     notes.append(f"{consumer.slowdown:g}× slower")
                 if consumer is not None and consumer.fault_failure is not None and consumer.fault_failure[0]:
                     notes.append(f"fails {consumer.fault_failure[0]:.0%}")
-                status = f"{_rate_text(rates[C['processed']])} · unacked {unacked:,}"
-                item.set_status(" · ".join([status, *notes]))
+                if notes:
+                    # A fault shows in place of the rate: the node has room for one line.
+                    item.set_status(" · ".join([*notes, f"unacked {unacked:,}"]))
+                else:
+                    item.set_status(f"{_rate_text(rates[C['processed']])} · unacked {unacked:,}")
         for edge in scene.edges:
             if edge.rate_key is None:
                 continue

@@ -96,7 +96,7 @@ FIELDS: dict[str, list[Field]] = {
         Field("prefetch", "Prefetch", "int", hint="0: no limit"),
         Field("ack_mode", "Acknowledgement", "choice", ("manual", "auto")),
         Field("work_ms", "Work time (ms)", "float"),
-        Field("work_spread_ms", "Work time spread (± ms)", "float"),
+        Field("work_spread_ms", "Spread (± ms)", "float"),
         Field("failure_rate", "Failure rate (0 to 1)", "float"),
         Field("on_failure", "On failure", "choice", FAILURE_ACTIONS),
         Field("restart_ms", "Restart after crash (ms)", "float"),

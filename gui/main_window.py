@@ -427,6 +427,10 @@ class MainWindow(QMainWindow):
         queues = [nid for nid in selected if nid.startswith("queue:")]
         if len(selected) == 1 and queues:
             self.messages.show_queue(queues[0])
+            # Clicking a queue lists its messages: bring them forward, unless the problems
+            # behind that tab are what the user is working through.
+            if self.problems.list.count() == 0 or not self.problems.list.hasFocus():
+                self.messages_dock.raise_()
 
     def _on_simulation_replaced(self) -> None:
         sim = self.controller.sim

@@ -22,12 +22,13 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QPushButton,
     QSizePolicy,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.model import display_name, split_node_id
-from engine.routing import binding_source
+from engine.routing import binding_parts
 from engine.series import LATENCY, Series, kind_of, series, to_csv, value_at
 from engine.sim import TOTALS_ID, Simulation
 
@@ -70,8 +71,24 @@ def subject_title(subject: str) -> str:
         return "Whole topology"
     kind, vhost, name = split_node_id(subject)
     if kind == "binding":
-        return f"Binding from {binding_source(subject)}"
+        source, destination, key = binding_parts(subject)
+        return f"Binding {source} → {destination}" + (f" ({key})" if key else "")
     return f"{kind.capitalize()} {display_name(kind, name)}"
+
+
+class CompactAxis(pg.AxisItem):
+    """Tick numbers short enough for a narrow axis at any size: 950, 12k, 1.5M."""
+
+    def tickStrings(self, values, scale, spacing):  # type: ignore[no-untyped-def]  # noqa: N802 - pyqtgraph's name
+        return [compact_number(value * scale) for value in values]
+
+
+def compact_number(value: float) -> str:
+    size = abs(value)
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if size >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.3g}" if size < 10 else f"{value:.0f}"
 
 
 class Chart:
@@ -83,7 +100,7 @@ class Chart:
         self.unit = unit
         self.legend = pg.LegendItem(labelTextSize="8pt", colCount=3)
         graphics.addItem(self.legend, row=1, col=col)
-        self.plot: pg.PlotItem = graphics.addPlot(row=2, col=col)
+        self.plot: pg.PlotItem = graphics.addPlot(row=2, col=col, axisItems={"left": CompactAxis("left")})
         self.plot.setLabel("bottom", "simulated time (s)")
         self.plot.getAxis("left").setWidth(40)  # a fixed width: no relayout as the numbers grow
         self.plot.showGrid(x=True, y=True, alpha=0.15)
@@ -95,9 +112,6 @@ class Chart:
         self.cursor = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#90a4ae", width=1))
         self.cursor.hide()
         self.plot.addItem(self.cursor, ignoreBounds=True)
-        self.readout = pg.TextItem(color=TEXT, fill=pg.mkBrush(255, 255, 255, 225), border=pg.mkPen("#cfd8dc"))
-        self.readout.hide()
-        self.plot.addItem(self.readout, ignoreBounds=True)
         self.markers: list[pg.InfiniteLine] = []
         self.empty = pg.TextItem("", color=MUTED_TEXT, anchor=(0.5, 0.5))
         self.plot.addItem(self.empty, ignoreBounds=True)
@@ -155,7 +169,7 @@ class RatesPanel(QWidget):
         self.whole_button.clicked.connect(lambda: self.subject_changed.emit(TOTALS_ID))
         self.csv_button = QPushButton("Export CSV…")
         self.csv_button.setToolTip("The numbers shown, one row per sample, for a spreadsheet")
-        self.csv_button.clicked.connect(self.export_csv)
+        self.csv_button.clicked.connect(lambda: self.export_csv())
         header = QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 0)
         header.addWidget(self.subject_label, 1)
@@ -218,7 +232,7 @@ class RatesPanel(QWidget):
         self.subject_label.setText(subject_title(self.subject))
         self.whole_button.setEnabled(self.subject != TOTALS_ID)
         title = {"totals": "Queue depth", "queue": "In the queue", "consumer": "Held by the consumer"}.get(
-            kind, "Messages"
+            kind, "Held here"
         )
         self.levels_chart.title.setText(f"{title} (messages)")
         self._drawn_sample = None
@@ -240,7 +254,7 @@ class RatesPanel(QWidget):
             self.levels_chart.set_curves([name for name, _ in LEVELS.get(kind, ())])
         self.latency_chart.set_curves(list(LATENCY) if kind in LATENCY_KINDS else [])
         self.levels_chart.show_empty("" if self.levels_chart.curves else "nothing is held here")
-        self.latency_chart.show_empty("" if kind in LATENCY_KINDS else "latency is measured at queues and consumers")
+        self.latency_chart.show_empty("" if kind in LATENCY_KINDS else "select a queue or consumer")
 
     def _queue_ids(self) -> list[str]:
         sim = self.sim
@@ -370,9 +384,11 @@ class RatesPanel(QWidget):
                     movable=False,
                     pen=pg.mkPen("#ef6c00", width=1, style=Qt.PenStyle.DashLine),
                     label=text if index == 0 else None,
-                    # Labels of faults close together sit at different heights.
+                    # Labels sit left of their line (the newest faults are at the right edge) and
+                    # at different heights when close together.
                     labelOpts={
-                        "position": (0.9, 0.7, 0.5)[number % 3],
+                        "position": (0.92, 0.74, 0.56, 0.38)[number % 4],
+                        "anchors": [(1, 0.5), (1, 0.5)],
                         "color": "#e65100",
                         "fill": (255, 255, 255, 220),
                         "movable": False,
@@ -389,17 +405,17 @@ class RatesPanel(QWidget):
         for chart in self.charts:
             inside = chart.plot.sceneBoundingRect().contains(position)
             chart.cursor.setVisible(inside)
-            chart.readout.setVisible(inside)
             if not inside:
                 continue
             point = chart.plot.vb.mapSceneToView(position)
             text = self.values_text(chart, point.x())
             if not text:
-                chart.readout.hide()
+                QToolTip.hideText()
                 continue
             chart.cursor.setPos(point.x())
-            chart.readout.setText(text)
-            chart.readout.setPos(point.x(), chart.plot.vb.viewRange()[1][1])
+            # A tooltip: it has a background of its own and is never cut off by the plot.
+            where = self.graphics.mapToGlobal(self.graphics.mapFromScene(position))
+            QToolTip.showText(where, text, self.graphics)
 
     def values_text(self, chart: Chart, time_: float) -> str:
         """The values of a chart's curves at the sample nearest ``time_``, one per line."""
@@ -433,7 +449,22 @@ class RatesPanel(QWidget):
             if not chosen:
                 return False
             path = chosen
-        text = to_csv(series(sim.history, self.subject, self.window))
+        data = series(sim.history, self.subject, self.window)
+        extra = None
+        if self.subject == TOTALS_ID:
+            # The whole topology's depth chart draws each queue: so does the file.
+            samples = sim.history.window(self.window)
+            depth = Q["depth"]
+            labels = self._queue_labels(self._queue_ids())
+            extra = [
+                (
+                    f"depth {labels[qid]}",
+                    "messages",
+                    [float(s.counters[qid][depth]) if qid in s.counters else math.nan for s in samples],
+                )
+                for qid in self._queue_ids()
+            ]
+        text = to_csv(data, extra)
         try:
             Path(path).write_text(text, encoding="utf-8")
         except OSError as exc:

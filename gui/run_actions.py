@@ -20,6 +20,7 @@ class RunActions(QObject):
         super().__init__(window)
         self.window = window
         self.following: Follow | None = None
+        self._finishing = False  # the engine is done with the followed message; its tokens are not yet
         make = window.make_action
         self.step = make("&Step", self.step_event, "F7", "Pause and run until the next thing happens to a message")
         self.follow = make(
@@ -41,6 +42,7 @@ class RunActions(QObject):
 
     def step_event(self) -> None:
         self.following = None
+        self._finishing = False
         events = self.window.controller.step()
         self.window.animator.hold_for_step()
         self.window.statusBar().showMessage(self.describe(events), 15000)
@@ -50,13 +52,14 @@ class RunActions(QObject):
         if not events or sim is None:
             return "Nothing left to happen: no producer is publishing and no message is moving."
         tracer = Tracer(sim.broker)
-        texts = [tracer.describe(event) for event in events[:4]]
+        texts = [f"message #{event.msg_id}: {tracer.describe(event)}" for event in events[:4]]
         more = f" (and {len(events) - 4} more)" if len(events) > 4 else ""
         return f"t = {events[0].time:.3f} s: " + "; ".join(texts) + more
 
     def follow_message(self) -> None:
         self.following = self.window.controller.follow_next()
-        self.window.statusBar().showMessage("Following the next message published…", 5000)
+        self._finishing = False
+        self.window.statusBar().showMessage("Following the next message published…")
 
     def on_frame(self) -> None:
         """Once a frame: show the followed message, and stop when its journey is over."""
@@ -68,12 +71,21 @@ class RunActions(QObject):
         if not follow.started:
             return
         layer.followed = follow.msg_id
+        assert follow.msg_id is not None
+        if self._finishing:
+            # Paused: the display plays the followed message's last hops out, then lets go of it.
+            if self.window.animator.clock >= self.window.animator.hold_until:
+                self.following = None
+                self._finishing = False
+            return
         if follow.done:
-            self.following = None
             self.window.controller.pause()
-            assert follow.msg_id is not None
+            self.window.animator.hold_for_message(follow.msg_id)
+            self._finishing = True
             self.window.show_message_trace(follow.msg_id)
             self.window.statusBar().showMessage(
                 f"Message #{follow.msg_id} has met its end everywhere it went: its journey is in the Messages panel.",
                 15000,
             )
+        elif not self.window.statusBar().currentMessage():
+            self.window.statusBar().showMessage(f"Following message #{follow.msg_id}…")

@@ -152,6 +152,9 @@ def test_follow_a_message_runs_until_its_journey_ends_then_shows_it(window: Main
         if window.runs.following is None:
             break
     assert window.runs.following is None and not window.controller.running
+    assert not window.scene.tokens.tokens or all(
+        t.start + t.duration <= window.animator.clock for t in window.scene.tokens.tokens if t.msg_id == 1
+    ), "the followed message's tokens play to the end of their last hop before it is let go"
     html = window.messages.trace_view.toPlainText()
     assert "published it to exchange orders" in html
     assert "gone: every copy has met its end" in html
@@ -207,6 +210,8 @@ def test_faults_from_the_context_menu_act_on_the_run_and_can_be_recorded(window:
     assert [e.action for e in window.document.topology.timeline] == ["restart"]
     assert window.timeline.steps.count() == 1
     assert [text for _, text in sim.fault_log] == ["kill consumer payer", "restart consumer payer"]
+    run_for(qasync_loop, 0.5)
+    assert len(sim.fault_log) == 2, "a recorded fault is not played a second time by the timeline"
     window.document.undo_stack.undo()
     assert window.document.topology.timeline == []
 
@@ -221,6 +226,38 @@ def test_faults_from_the_context_menu_act_on_the_run_and_can_be_recorded(window:
     enqueued = payments.stats.enqueued
     run_for(qasync_loop, 1.0)
     assert payments.stats.enqueued == enqueued
+
+
+def test_a_producers_faults_play_once_when_recorded(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    load(window, fates())
+    window.controller.run()
+    run_for(qasync_loop, 0.5)
+    sim = window.controller.sim
+    shop = sim.producers["producer:/:shop"]
+    window.scene.select_only(["producer:/:shop"])
+    window.faults.record.setChecked(True)
+    before = shop.published
+    menu_action(window, "Burst", "100 messages at once").trigger()
+    run_for(qasync_loop, 0.5)
+    assert 100 <= shop.published - before < 130, "the burst is played once, not again from the timeline"
+    menu_action(window, "Rate", "10× (200 msg/s)").trigger()
+    menu_action(window, "Rate", "Normal (20 msg/s)").trigger()
+    assert shop.model.rate == 20 and [e.action for e in window.document.topology.timeline] == ["burst", "rate", "rate"]
+    assert window.document.topology.timeline[-1].rate == 20
+
+
+def test_the_export_button_writes_every_curve_shown(
+    window: MainWindow, qasync_loop, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    load(window, fates())
+    window.controller.run()
+    run_for(qasync_loop, 2.0)
+    target = tmp_path / "whole.csv"
+    monkeypatch.setattr("gui.rates_panel.QFileDialog.getSaveFileName", lambda *a, **k: (str(target), "CSV (*.csv)"))
+    window.rates.csv_button.click()
+    header = next(csv.reader(target.read_text().splitlines()))
+    assert "publish (msg/s)" in header
+    assert {"depth payments (messages)", "depth audit (messages)", "depth parked (messages)"} <= set(header)
 
 
 def test_a_timeline_in_the_file_plays_with_markers_on_the_plots(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
