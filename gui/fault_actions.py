@@ -216,8 +216,8 @@ class TimelinePanel(QWidget):
             self._fill_steps()
         self._played_shown = len(log)
         self.played.clear()
-        for when, text in log:
-            self.played.addItem(f"{when:8.2f} s   {text}")
+        for number, (when, text) in enumerate(log, start=1):
+            self.played.addItem(f"{number:>3}.{when:8.2f} s   {text}")
         self.played.scrollToBottom()
 
     def _remove_selected(self) -> None:

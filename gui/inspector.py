@@ -216,8 +216,11 @@ class Inspector(QWidget):
         form = QWidget()
         self.widgets, self.problems = {}, {}
         if not ids:
-            self.title.setText("Nothing selected")
-            self._message(form, "Select a node or a binding to see and change its properties.")
+            # Nothing selected: what the topology is about, when its file says.
+            topology = self.document.topology
+            self.title.setText(topology.title or "Nothing selected")
+            about = f"{topology.description}\n\n" if topology.description else ""
+            self._message(form, about + "Select a node or a binding to see and change its properties.")
         elif len(ids) > 1:
             self.title.setText(f"{len(ids)} items selected")
             self._message(form, "Select one item to change its properties; Delete removes all of them.")

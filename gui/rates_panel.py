@@ -375,7 +375,8 @@ class RatesPanel(QWidget):
         chart.empty.setPos((start + end) / 2, max(peak * 1.12, 5.0) / 2)
 
     def _draw_markers(self, sim: Simulation) -> None:
-        """A faint vertical line, labelled, where each fault was played."""
+        """A faint vertical line where each fault was played, labelled with its number in the
+        Timeline panel's list of faults played (the values under the mouse name it in full)."""
         for number, (when, text) in enumerate(sim.fault_log[self._markers_drawn :], start=self._markers_drawn):
             for index, chart in enumerate(self.charts):
                 marker = pg.InfiniteLine(
@@ -383,11 +384,11 @@ class RatesPanel(QWidget):
                     angle=90,
                     movable=False,
                     pen=pg.mkPen("#ef6c00", width=1, style=Qt.PenStyle.DashLine),
-                    label=text if index == 0 else None,
+                    label=f"{number + 1}" if index == 0 else None,
                     # Labels sit left of their line (the newest faults are at the right edge) and
                     # at different heights when close together.
                     labelOpts={
-                        "position": (0.92, 0.74, 0.56, 0.38)[number % 4],
+                        "position": (0.92, 0.78, 0.64)[number % 3],
                         "anchors": [(1, 0.5), (1, 0.5)],
                         "color": "#e65100",
                         "fill": (255, 255, 255, 220),
@@ -427,6 +428,11 @@ class RatesPanel(QWidget):
             return ""
         at, values = found
         lines = [f"t = {at:.2f} s"]
+        if self.sim is not None:
+            near = (self.window or max(at, 60.0)) / 60.0  # about a pixel or two of the plot
+            for number, (when, text) in enumerate(self.sim.fault_log, start=1):
+                if abs(when - at) <= near:
+                    lines.append(f"fault {number} at {when:.1f} s: {text}")
         if chart is self.levels_chart and self.subject == TOTALS_ID:
             index = min(range(len(data.times)), key=lambda i: abs(data.times[i] - at))
             labels = self._queue_labels(list(self.depths))
