@@ -377,7 +377,7 @@ class RatesPanel(QWidget):
     def _draw_markers(self, sim: Simulation) -> None:
         """A faint vertical line where each fault was played, labelled with its number in the
         Timeline panel's list of faults played (the values under the mouse name it in full)."""
-        for number, (when, text) in enumerate(sim.fault_log[self._markers_drawn :], start=self._markers_drawn):
+        for number, (when, _) in enumerate(sim.fault_log[self._markers_drawn :], start=self._markers_drawn):
             for index, chart in enumerate(self.charts):
                 marker = pg.InfiniteLine(
                     pos=when,
