@@ -136,6 +136,7 @@ class MessagesPanel(QWidget):
         chosen = self.msg_id
         self.table.blockSignals(True)
         self.table.clearSelection()
+        self.table.setCurrentCell(-1, -1)  # the focus box follows the chosen message, or goes
         self.table.setRowCount(shown)
         for row, message in enumerate(listing.rows):
             position = str(message.position) if message.position is not None else "held"
@@ -155,6 +156,7 @@ class MessagesPanel(QWidget):
                     item.setToolTip(tip)
             if message.msg_id == chosen:
                 self.table.selectRow(row)
+                self.table.setCurrentCell(row, 0)
         self.table.blockSignals(False)
         if self.msg_id is not None:
             self._render_trace()
