@@ -28,6 +28,8 @@ METHOD_ID = struct.Struct(">HH")
 CONTENT_HEADER = struct.Struct(">HHQ")
 FRAME_TIMESTAMP = struct.Struct(">Q")
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+# RabbitMQ also takes the header of AMQP 0-9 (its methods are 0-9-1's) and answers in 0-9-1.
+ACCEPTED_HEADERS = (PROTOCOL_HEADER, b"AMQP\x01\x01\x00\x09")
 
 FRAME_METHOD = constants.FRAME_METHOD
 FRAME_HEADER_TYPE = constants.FRAME_HEADER

@@ -23,6 +23,7 @@ from ..model import node_id
 from .auth import User
 from .channel import CONTENT_METHODS, WireChannel
 from .codec import (
+    ACCEPTED_HEADERS,
     BASIC_CLASS,
     FRAME_BODY,
     FRAME_HEADER_TYPE,
@@ -162,11 +163,12 @@ class AmqpConnection(asyncio.Protocol):
     def _protocol_header(self, data: bytes) -> bytes:
         self.reader.feed(data)
         if self.reader.buffered < 8:
-            if not PROTOCOL_HEADER.startswith(self.reader.peek(self.reader.buffered)):
+            start = self.reader.peek(self.reader.buffered)
+            if not any(header.startswith(start) for header in ACCEPTED_HEADERS):
                 self._refuse_protocol()
             return b""
         header = self.reader.take(8)
-        if header != PROTOCOL_HEADER:
+        if header not in ACCEPTED_HEADERS:
             self._refuse_protocol()
             return b""
         self.state = "start-ok"
@@ -232,7 +234,8 @@ class AmqpConnection(asyncio.Protocol):
                 self.user = self.server.users.authenticate(method.mechanism, response, self.peer)
             except errors.AMQPError as exc:
                 log.warning("%s: %s", self.peer_text, exc.reply_text)
-                if self.capability("authentication_failure_close"):
+                # Only a refused login is explained (to a client that asked); anything else hangs up.
+                if exc.reply_code == 403 and self.capability("authentication_failure_close"):
                     self.send(0, C.Close(exc.reply_code, exc.reply_text[:255], 0, 0))
                 self._close_transport()
                 return
