@@ -130,16 +130,23 @@ def journey_over(events: list[FlowEvent]) -> bool:
     return bool(events) and not whereabouts(events)
 
 
-def find_message(broker: Broker, msg_id: int) -> list[tuple[Queue, Message]]:
-    """Every copy of a message still in a queue (ready or held by a consumer)."""
+SEARCH_DEPTH = 10_000  # messages read from the head of each queue when looking for one
+
+
+def find_message(broker: Broker, msg_id: int, queues: set[str] | None = None) -> list[tuple[Queue, Message]]:
+    """Copies of a message still in a queue (ready or held by a consumer): in the queues named
+    (node ids; all of them when None), among the first ``SEARCH_DEPTH`` ready messages of each,
+    so that looking costs the same however deep the queues are."""
     found = []
     for queue in broker.all_queues():
-        for message in queue.ready:
+        if queues is not None and queue.node_id not in queues:
+            continue
+        for message in itertools.islice(queue.ready, SEARCH_DEPTH):
             if message.msg_id == msg_id:
                 found.append((queue, message))
     for connection in broker.connections:
         for channel in connection.channels.values():
-            for entry in channel.unacked.values():
+            for entry in itertools.islice(channel.unacked.values(), SEARCH_DEPTH):
                 if entry.message.msg_id == msg_id:
                     found.append((entry.queue, entry.message))
     return found
@@ -198,7 +205,7 @@ class Tracer:
 
     def trace(self, msg_id: int) -> Trace | None:
         events = self.broker.flow.traces.hops(msg_id)
-        copies = find_message(self.broker, msg_id)
+        copies = find_message(self.broker, msg_id, None if events is None else set(whereabouts(events)))
         if events is None:
             if not copies:
                 return None

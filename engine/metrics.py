@@ -299,4 +299,5 @@ class CounterHistory:
             return None
         if then_values is None:
             then_values = (0,) * len(now_values)
-        return tuple((a - b) / span for a, b in zip(now_values, then_values, strict=False))
+        # Never below 0: a node the broker made again (a restart, an undone delete) counts from 0.
+        return tuple(max((a - b) / span, 0.0) for a, b in zip(now_values, then_values, strict=False))

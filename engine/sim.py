@@ -35,6 +35,7 @@ from .model import (
     node_id,
     split_node_id,
 )
+from .routing import binding_id
 
 # The counters kept for each kind of node, in the order history samples hold them.
 COUNTERS: dict[str, tuple[str, ...]] = {
@@ -202,10 +203,15 @@ class SimProducer:
         if self.running:
             self.start()
 
+    BURST_CHUNK = 200
+
     def burst(self, count: int) -> None:
-        """A fault: ``count`` messages at once."""
-        for _ in range(count):
+        """A fault: ``count`` messages at once, published a few hundred to an engine event, all at
+        this simulated moment, so a runner sharing a loop with a window can draw in between."""
+        for _ in range(min(count, self.BURST_CHUNK)):
             self.publish_one()
+        if count > self.BURST_CHUNK:
+            self.sim.clock.call_later(0.0, self.burst, count - self.BURST_CHUNK)
 
     def _interval(self, first: bool = False) -> float:
         rate = self.rate
@@ -672,9 +678,13 @@ class Simulation:
         for k in old_bindings.keys() - new_bindings.keys():
             b = old_bindings[k]
             broker.unbind(b.vhost, b.source, b.destination, b.destination_type, b.routing_key, b.arguments)
+            self.unbound.discard(
+                binding_id(b.vhost, b.source, b.destination_type, b.destination, b.routing_key, b.arguments)
+            )
         for k, b in new_bindings.items():
             if k not in old_bindings or (b.vhost, b.source) in rebind or (b.vhost, b.destination) in rebind:
-                broker.bind(b.vhost, b.source, b.destination, b.destination_type, b.routing_key, b.arguments)
+                made = broker.bind(b.vhost, b.source, b.destination, b.destination_type, b.routing_key, b.arguments)
+                self.unbound.discard(made.node_id)
 
         old_producers = {p.id: p for p in old.producers}
         for nid in list(self.producers):
@@ -817,22 +827,26 @@ class Simulation:
 
     # -- stepping -----------------------------------------------------------------------
 
+    STEP_HORIZON = 60.0  # simulated seconds a step looks ahead for something to happen
+
     def step(self, limit: int = 100_000) -> list[FlowEvent]:
         """Run the engine's events one at a time until one of them moves a message.
 
         Returns the flow events that event made (a publish, say, is routed and
         delivered at once). Bookkeeping events, such as taking a sample, do not
-        count as a step.
+        count as a step. Nothing happening within ``STEP_HORIZON`` seconds ends the
+        step there, with no events.
         """
         self.start()
         flow = self.flow
         enabled, flow.enabled = flow.enabled, True
         before = flow.count
         clock = self.clock
+        horizon = clock.now + self.STEP_HORIZON
         try:
             for _ in range(limit):
                 when = clock.next_time()
-                if when is None:
+                if when is None or when > horizon:
                     break
                 clock.run_until(when, max_events=1)
                 if flow.count > before:
@@ -1189,9 +1203,10 @@ class PacedRunner:
             target = virtual0 + (started - wall0) * self.speed
         if self.stop_at is not None:
             target = min(target, self.stop_at)
-        while clock.now < target:
+        # Events due at the target itself run too: a stop at 0 s still plays what happens at 0 s.
+        while clock.now < target or ((due := clock.next_time()) is not None and due <= target):
             step_to = target if not math.isinf(target) else clock.now + 0.05
-            ran = clock.run_until(step_to, max_events=256)
+            ran = clock.run_until(step_to, max_events=32)
             if loop.time() >= deadline:
                 if ran and clock.now < target and not math.isinf(target):
                     self.behind = True

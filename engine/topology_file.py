@@ -691,6 +691,20 @@ def _read_timeline_event(reader: _Reader, item: Any, at: str, topology: Topology
             )
         event.routing_key = reader.string(entity, at, "routing_key", "")
         event.arguments = reader.table(entity, at, "arguments")
+        # What the broker would refuse when the step plays is refused now, where it is written.
+        if event.node == "" or (event.destination_type == "exchange" and event.destination == ""):
+            where = _at(at, "exchange" if event.node == "" else "destination")
+            raise reader.fail(where, "the default exchange cannot be bound or unbound")
+        source_type = next(
+            (x.type for x in topology.exchanges if x.vhost == event.vhost and x.name == event.node),
+            BUILTIN_EXCHANGES.get(event.node or ""),
+        )
+        x_match = event.arguments.get("x-match")
+        if source_type == "headers" and x_match is not None and x_match not in X_MATCH:
+            raise reader.fail(
+                _at(_at(at, "arguments"), "x-match"),
+                "expected one of " + ", ".join(f'"{m}"' for m in X_MATCH) + f", got {_describe(x_match)}",
+            )
     return event
 
 

@@ -46,13 +46,17 @@ def run_app(args: argparse.Namespace) -> int:
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     window = MainWindow(remember_recent_files=not args.screenshot)
+    # The seed before the file: opening it builds the run.
+    window.controller.seed = args.seed
+    window.runs.seed_box.blockSignals(True)
+    window.runs.seed_box.setValue(args.seed)
+    window.runs.seed_box.blockSignals(False)
     recovered = not args.screenshot and window.files.offer_recovery()
     if not recovered:
         path = Path(args.file) if args.file else DEFAULT_EXAMPLE
         if not window.open_path_quietly(path, remember=not args.screenshot):
             return 2
     window.set_speed(args.speed)
-    window.controller.seed = args.seed
     window.show()
     settle_garbage_collector()
     exit_code = 0

@@ -398,7 +398,7 @@ class TokenLayer(QGraphicsItem):
             pen.setCapStyle(Qt.PenCapStyle.FlatCap)
             pen.setDashPattern([2.0, 3.0])
             # The dashes flow from source to target; faster with more traffic, never a blur.
-            speed = 6.0 + min(math.log2(1.0 + edge.rate), 14.0)
+            speed = 6.0 + min(math.log2(1.0 + max(edge.rate, 0.0)), 14.0)
             pen.setDashOffset(-(self.now * speed) % 5.0)
             painter.setPen(pen)
             painter.setBrush(Qt.BrushStyle.NoBrush)

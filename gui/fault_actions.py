@@ -188,11 +188,27 @@ class TimelinePanel(QWidget):
         layout.addWidget(self.played, 1)
         layout.addWidget(hint)
         self._played_shown = -1
+        self._step_times: list[tuple[float, str]] = []
+        self._unticked = 0
 
     def refresh(self) -> None:
         self._fill_steps()
         self._played_shown = -1
         self.refresh_played()
+
+    def _tick_steps(self) -> None:
+        """Tick the steps whose time this run has passed (they are in time order): only those."""
+        sim = self.window.controller.sim
+        if sim is None:
+            return
+        while self._unticked < len(self._step_times):
+            at, text = self._step_times[self._unticked]
+            if not (at < sim.now or (sim.started and at <= sim.now)):
+                break
+            item = self.steps.item(self._unticked)
+            if item is not None:
+                item.setText(f"✓ {text}")
+            self._unticked += 1
 
     def _fill_steps(self) -> None:
         """The file's steps, each ticked once this run has passed its time."""
@@ -200,11 +216,17 @@ class TimelinePanel(QWidget):
         sim = self.window.controller.sim
         now = sim.now if sim is not None else 0.0
         self.steps.clear()
+        self._step_times = []
+        self._unticked = 0
         for index, event in sorted(enumerate(topology.timeline), key=lambda pair: pair[1].at):
-            done = "✓ " if event.at < now or (sim is not None and sim.started and event.at <= now) else "   "
-            item = QListWidgetItem(f"{done}{event.at:8.2f} s   {event.describe()}")
+            done = event.at < now or (sim is not None and sim.started and event.at <= now)
+            text = f"{event.at:8.2f} s   {event.describe()}"
+            item = QListWidgetItem(("✓ " if done else "   ") + text)
             item.setData(Qt.ItemDataRole.UserRole, index)
             self.steps.addItem(item)
+            self._step_times.append((event.at, text))
+            if done:
+                self._unticked = len(self._step_times)
         self.remove.setEnabled(bool(topology.timeline))
 
     def refresh_played(self) -> None:
@@ -212,12 +234,15 @@ class TimelinePanel(QWidget):
         log = sim.fault_log if sim is not None else []
         if len(log) == self._played_shown:
             return
-        if self._played_shown >= 0:
-            self._fill_steps()
-        self._played_shown = len(log)
-        self.played.clear()
-        for number, (when, text) in enumerate(log, start=1):
+        if self._played_shown < 0 or len(log) < self._played_shown:
+            self.played.clear()
+            self._played_shown = 0
+        else:
+            self._tick_steps()
+        # Only the new entries: a run playing thousands of faults costs the same each frame.
+        for number, (when, text) in enumerate(log[self._played_shown :], start=self._played_shown + 1):
             self.played.addItem(f"{number:>3}.{when:8.2f} s   {text}")
+        self._played_shown = len(log)
         self.played.scrollToBottom()
 
     def _remove_selected(self) -> None:

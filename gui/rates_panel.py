@@ -142,6 +142,7 @@ class RatesPanel(QWidget):
     REDRAW_EVERY = 0.25  # wall seconds
     LEGEND_HEIGHT = 60  # three rows of legend above each plot
     MAX_QUEUE_CURVES = 16
+    MAX_MARKERS = 40  # fault lines kept on each plot
     subject_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -377,7 +378,12 @@ class RatesPanel(QWidget):
     def _draw_markers(self, sim: Simulation) -> None:
         """A faint vertical line where each fault was played, labelled with its number in the
         Timeline panel's list of faults played (the values under the mouse name it in full)."""
-        for number, (when, _) in enumerate(sim.fault_log[self._markers_drawn :], start=self._markers_drawn):
+        times = self._times
+        start = float(times[-1]) - self.window if self.window is not None and len(times) else -math.inf
+        first = max(self._markers_drawn, len(sim.fault_log) - self.MAX_MARKERS)
+        for number, (when, _) in enumerate(sim.fault_log[first:], start=first):
+            if when < start:
+                continue
             for index, chart in enumerate(self.charts):
                 marker = pg.InfiniteLine(
                     pos=when,
@@ -398,6 +404,16 @@ class RatesPanel(QWidget):
                 chart.plot.addItem(marker, ignoreBounds=True)
                 chart.markers.append(marker)
         self._markers_drawn = len(sim.fault_log)
+        # Bounded work per frame however many faults a run plays: lines out of view go, and at
+        # most MAX_MARKERS stay.
+        for chart in self.charts:
+            keep = [m for m in chart.markers if m.value() >= start][-self.MAX_MARKERS :]
+            if len(keep) != len(chart.markers):
+                kept = set(map(id, keep))
+                for marker in chart.markers:
+                    if id(marker) not in kept:
+                        chart.plot.removeItem(marker)
+                chart.markers = keep
 
     # -- reading values ----------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ class RunActions(QObject):
     def describe(self, events: list[FlowEvent]) -> str:
         sim = self.window.controller.sim
         if not events or sim is None:
-            return "Nothing left to happen: no producer is publishing and no message is moving."
+            return "Nothing happened to any message in the next minute of simulated time."
         tracer = Tracer(sim.broker)
         texts = [f"message #{event.msg_id}: {tracer.describe(event)}" for event in events[:4]]
         more = f" (and {len(events) - 4} more)" if len(events) > 4 else ""
