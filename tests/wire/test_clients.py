@@ -1,0 +1,122 @@
+"""Real client libraries against the engine's listener: pika's BlockingConnection and
+SelectConnection, and aio-pika; each publishes, consumes and acks as an application would,
+and the broker knows each client by its connection_name."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import aio_pika
+import pika
+import pytest
+
+from engine.serve import BrokerThread
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[BrokerThread]:
+    with BrokerThread() as thread:
+        yield thread
+
+
+def client_names(thread: BrokerThread) -> list[str]:
+    assert thread.served is not None
+    return thread.call(lambda: sorted(c.name for c in thread.served.server.open_clients()))
+
+
+def parameters(thread: BrokerThread, name: str) -> pika.ConnectionParameters:
+    assert thread.address is not None
+    host, port = thread.address
+    return pika.ConnectionParameters(
+        host, port, credentials=pika.PlainCredentials("guest", "guest"), client_properties={"connection_name": name}
+    )
+
+
+def test_blocking_connection_publishes_with_confirms_consumes_and_acks(served: BrokerThread) -> None:
+    connection = pika.BlockingConnection(parameters(served, "blocking-app"))
+    try:
+        assert "blocking-app" in client_names(served)
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.exchange_declare("orders", "topic")
+        channel.queue_declare("blocking-q")
+        channel.queue_bind("blocking-q", "orders", "order.*")
+        for n in range(5):
+            channel.basic_publish("orders", "order.created", f"m{n}".encode(), mandatory=True)
+        with pytest.raises(pika.exceptions.UnroutableError):
+            channel.basic_publish("orders", "invoice.sent", b"nowhere", mandatory=True)
+        channel.basic_qos(prefetch_count=2)
+        got = []
+        for method, _properties, body in channel.consume("blocking-q", inactivity_timeout=1.0):
+            if method is None:
+                break
+            got.append(body)
+            channel.basic_ack(method.delivery_tag)
+            if len(got) == 5:
+                break
+        channel.cancel()
+        assert got == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+        assert channel.queue_declare("blocking-q", passive=True).method.message_count == 0
+    finally:
+        connection.close()
+
+
+def test_select_connection_runs_a_callback_program(served: BrokerThread) -> None:
+    received: list[bytes] = []
+
+    def on_open(connection: pika.SelectConnection) -> None:
+        connection.channel(on_open_callback=on_channel)
+
+    def on_channel(channel) -> None:  # type: ignore[no-untyped-def]
+        channel.queue_declare("select-q", callback=lambda _frame: on_declared(channel))
+
+    def on_declared(channel) -> None:  # type: ignore[no-untyped-def]
+        channel.basic_consume("select-q", lambda ch, method, _props, body: on_message(ch, method, body))
+        for n in range(3):
+            channel.basic_publish("", "select-q", f"s{n}".encode())
+
+    def on_message(channel, method, body: bytes) -> None:  # type: ignore[no-untyped-def]
+        received.append(body)
+        channel.basic_ack(method.delivery_tag)
+        if len(received) == 3:
+            channel.connection.close()
+
+    connection = pika.SelectConnection(
+        parameters(served, "select-app"),
+        on_open_callback=on_open,
+        on_close_callback=lambda _conn, _reason: connection.ioloop.stop(),
+    )
+    connection.ioloop.call_later(10, connection.ioloop.stop)
+    connection.ioloop.start()
+    connection.ioloop.close()
+    assert received == [b"s0", b"s1", b"s2"]
+
+
+def test_aio_pika_publishes_and_consumes(served: BrokerThread) -> None:
+    assert served.address is not None
+    host, port = served.address
+
+    async def program() -> list[bytes]:
+        connection = await aio_pika.connect(
+            host=host, port=port, login="guest", password="guest", client_properties={"connection_name": "aio-app"}
+        )
+        async with connection:
+            assert "aio-app" in client_names(served)
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.set_qos(prefetch_count=10)
+            exchange = await channel.declare_exchange("aio-fanout", aio_pika.ExchangeType.FANOUT)
+            queue = await channel.declare_queue("aio-q", arguments={"x-max-length": 10})
+            await queue.bind(exchange)
+            for n in range(4):
+                await exchange.publish(aio_pika.Message(f"a{n}".encode(), priority=1), routing_key="")
+            got = []
+            async with queue.iterator() as messages:
+                async for message in messages:
+                    async with message.process():
+                        got.append(message.body)
+                    if len(got) == 4:
+                        break
+            return got
+
+    assert asyncio.run(asyncio.wait_for(program(), 20)) == [b"a0", b"a1", b"a2", b"a3"]
