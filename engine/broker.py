@@ -728,22 +728,38 @@ class Broker:
         causes (a length limit pushing out a head, say) are sent once every queue has its
         copy, as in RabbitMQ, where the queues hear of the publish before of its fallout."""
         copies = [message] + [message.copy() for _ in range(len(queues) - 1)]
-        if self._held_dead_letters is not None:
-            return not all([queue.enqueue(copy) for queue, copy in zip(queues, copies, strict=True)])
-        held: list[tuple[Queue, Message, str]] = []
-        self._held_dead_letters = held
+        outermost = self.hold_dead_letters()
         refused = False
         try:
             for queue, copy in zip(queues, copies, strict=True):
                 if not queue.enqueue(copy):
                     refused = True
         finally:
+            if outermost:
+                self.release_dead_letters()
+        return refused
+
+    def hold_dead_letters(self) -> bool:
+        """Keep dead letters back until ``release_dead_letters``; True for the outermost hold.
+
+        What one operation sets off (a publish reaching several queues, a nack of several
+        messages) happens breadth first, as in RabbitMQ: every queue hears of the operation
+        before the dead letters it causes travel on, and those before the ones they cause."""
+        if self._held_dead_letters is not None:
+            return False
+        self._held_dead_letters = []
+        return True
+
+    def release_dead_letters(self) -> None:
+        held = self._held_dead_letters
+        assert held is not None
+        try:
             index = 0
             while index < len(held):
                 self._dead_letter_now(*held[index])
                 index += 1
+        finally:
             self._held_dead_letters = None
-        return refused
 
     def route(
         self, host: VirtualHost, exchange: Exchange, message: Message, routing_keys: list[str] | None = None

@@ -411,6 +411,8 @@ class Channel:
                 return
             consumer.unacked -= 1
             consumer.acked += 1
+            if queue.lingering and not consumer.unacked:
+                queue.lingering.pop(consumer, None)
             if self.flow.enabled:
                 self.flow.add(self.broker.clock.now, "acked", consumer.node_id, queue.node_id, entry.message)
             if self.global_prefetch:
@@ -434,6 +436,8 @@ class Channel:
             if consumer is not None:
                 consumer.unacked -= 1
                 consumer.acked += 1
+                if entry.queue.lingering and not consumer.unacked:
+                    entry.queue.lingering.pop(consumer, None)
             else:
                 entry.queue.get_settled(self)
             if flow.enabled:
@@ -464,6 +468,20 @@ class Channel:
             # A quorum queue takes them back consumer by consumer (by tag), each in delivery order.
             entries.sort(key=lambda e: e.consumer.tag if e.consumer is not None else "")
         returned = why == "channel closed"
+        outermost = len(entries) > 1 and broker.hold_dead_letters()
+        try:
+            self._settle_each(entries, requeue, by_client, why, returned)
+        finally:
+            if outermost:
+                broker.release_dead_letters()
+        self.unacked_count -= len(entries)
+        self._release(entries)
+        if requeue:
+            for queue in dict.fromkeys(entry.queue for entry in entries):
+                queue.requeued()
+
+    def _settle_each(self, entries: list[Unacked], requeue: bool, by_client: bool, why: str, returned: bool) -> None:
+        broker = self.broker
         for entry in entries:
             consumer = entry.consumer
             if consumer is not None:
@@ -482,11 +500,8 @@ class Channel:
                 entry.queue.requeue(entry.message, returned)
             else:
                 entry.queue.settle_rejected(entry.message)
-        self.unacked_count -= len(entries)
-        self._release(entries)
-        if requeue:
-            for queue in dict.fromkeys(entry.queue for entry in entries):
-                queue.requeued()
+            if consumer is not None and consumer.unacked == 0 and entry.queue.lingering:
+                entry.queue.lingering.pop(consumer, None)
 
     def _release(self, entries: list[Unacked]) -> None:
         """Room in a prefetch window: let the affected consumers take more."""

@@ -152,6 +152,7 @@ class Queue:
         # and the channels holding basic.get messages unsettled (each counts as a consumer).
         self._returns = 0
         self.get_holders: dict[Any, int] = {}
+        self.lingering: dict[ChannelConsumer, None] = {}  # cancelled, still holding messages
         self._rejecting = False  # a quorum queue's reject-publish, once over its limit
         self._next_seq = 0
         self._dispatching = False
@@ -233,8 +234,8 @@ class Queue:
     @property
     def consumer_count(self) -> int:
         """What queue.declare-ok reports: a quorum queue also counts each channel holding
-        basic.get messages it has not settled."""
-        return len(self.consumers) + len(self.get_holders)
+        basic.get messages it has not settled, and each cancelled consumer still holding some."""
+        return len(self.consumers) + len(self.get_holders) + len(self.lingering)
 
     def messages(self) -> Iterator[Message]:
         return iter(self.ready)
@@ -301,6 +302,11 @@ class Queue:
             if turn is not None:
                 self._deliver(turn[0], turn[1], message)
                 return True
+        if self.message_ttl == 0 and self.dead_letter_exchange is None and not self.quorum:
+            # RabbitMQ drops it then and there, whatever waits ahead of it (queued before the TTL).
+            self.stats.expired += 1
+            self.broker.record_flow("expired", self.node_id, None, message, "ttl")
+            return True
         self.ready.append(message)
         self.ready_bytes += len(message.body)
         self.dispatch()
@@ -415,6 +421,8 @@ class Queue:
             break
         if consumer is self.active_consumer:
             self.active_consumer = self._next_active()
+        if self.quorum and consumer.unacked:
+            self.lingering[consumer] = None
         if not self.consumers:
             self._renew_lease()
         elif self.single_active_consumer and dispatch and self.quorum:
