@@ -311,11 +311,16 @@ class Queue:
         self.ready_bytes += len(message.body)
         self.dispatch()
         if self.ready:
+            dropped = False
             if self.overflow == "drop-head":
-                self._enforce_length_limit()
+                dropped = self._enforce_length_limit()
             elif self.quorum and self._over_limit():
                 self._rejecting = True
-            self._expire_head()
+            # As RabbitMQ: expiry is looked at (and the timer set for the head) only when the
+            # publish pushed messages out or the queue held nothing else; a message that jumps
+            # ahead by priority waits for the next look.
+            if dropped or len(self.ready) == 1:
+                self._expire_head()
         return True
 
     def _refuses(self, message: Message) -> bool:
@@ -340,11 +345,13 @@ class Queue:
             self.max_length_bytes is None or self.ready_bytes <= int(self.max_length_bytes * 0.8)
         )
 
-    def _enforce_length_limit(self) -> None:
+    def _enforce_length_limit(self) -> bool:
+        """Drop heads past the limits; True when any went."""
         max_length = self.max_length
         max_bytes = self.max_length_bytes
         if max_length is None and max_bytes is None:
-            return
+            return False
+        dropped = False
         while self.ready and (
             (max_length is not None and len(self.ready) > max_length)
             or (max_bytes is not None and self.ready_bytes > max_bytes)
@@ -353,7 +360,9 @@ class Queue:
             self.stats.dropped += 1
             self.broker.record_flow("dropped", self.node_id, None, message, "drop-head")
             self.broker.dead_letter(self, message, "maxlen")
+            dropped = True
         self._schedule_expiry()
+        return dropped
 
     def _pop_ready(self) -> Message:
         message = self.ready.popleft()
@@ -365,7 +374,12 @@ class Queue:
     # -- TTL ----------------------------------------------------------------------
 
     def _expire_head(self) -> None:
-        """Drop expired messages at the head; a classic queue only expires its head."""
+        """Drop expired messages at the head (a classic queue only expires its head) and set
+        the timer for the new head: RabbitMQ's drop_expired_msgs."""
+        self._drop_expired()
+        self._schedule_expiry()
+
+    def _drop_expired(self) -> None:
         ready = self.ready
         if ready:
             now = self.broker.clock.now
@@ -374,7 +388,6 @@ class Queue:
                 self.stats.expired += 1
                 self.broker.record_flow("expired", self.node_id, None, message, "ttl")
                 self.broker.dead_letter(self, message, "expired")
-        self._schedule_expiry()
 
     def _schedule_expiry(self) -> None:
         """Keep one timer, set for when the head message expires."""
@@ -516,26 +529,28 @@ class Queue:
             return
         self._dispatching = True
         ready = self.ready
+        delivered = False
         try:
             now = self.broker.clock.now
             while ready:
                 turn = self._next_consumer()
                 if turn is None:
                     break
-                message = ready[0]
-                if message.expires_at is not None and message.expires_at <= now:
-                    self._expire_head()
-                    continue
-                self._pop_ready()
-                self._deliver(turn[0], turn[1], message)
+                # As RabbitMQ's fetch: take the head as it is, then drop what expired behind it.
+                self._deliver(turn[0], turn[1], self._pop_ready())
+                delivered = True
+                if ready:
+                    head = ready[0].expires_at
+                    if head is not None and head <= now:
+                        self._drop_expired()
         finally:
             self._dispatching = False
-        self._schedule_expiry()
+        if delivered:
+            self._schedule_expiry()
 
     def get(self) -> Message | None:
         """basic.get: the head message, or None when the queue is empty."""
         self.touch()
-        self._expire_head()
         if not self.ready:
             return None
         message = self._pop_ready()
