@@ -6,6 +6,7 @@ so its cost follows the routing key, not the number of bindings.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -164,43 +165,83 @@ class TopicRouter(Router):
 
     Matching walks the trie word by word with the set of nodes the key has
     reached so far, so its cost follows the key's words, not the number of
-    bindings. Producers reuse a few keys, so the bindings each key matched are
-    also kept in a bounded cache that any change of bindings empties.
+    bindings. Bindings whose first two words are plain words are found through
+    one table keyed by those two words (``_by_prefix``): while only a few
+    patterns share two first words (each with at most one ``#`` after them),
+    each is one flat tuple matched word by word; past that, a trie of their
+    own. With many bindings a key then costs a handful of trips to memory.
+    Producers reuse a few keys, so the bindings each key matched are also kept
+    in a bounded cache that any change of bindings empties.
     """
 
     CACHE_SIZE = 4096
+    BUCKET = 8  # patterns under two first words kept flat, at most
 
     def __init__(self) -> None:
         super().__init__()
         self._root: dict[Any, Any] = {}
+        # two first words -> one flat pattern (a tuple), a list of them, or a trie node (a dict)
+        self._by_prefix: dict[str, Any] = {}
         self._cache: dict[str, list[Binding]] = {}
 
     def add(self, binding: Binding) -> None:
         self._cache.clear()
         super().add(binding)
-        node = self._root
-        for word in split_topic(binding.routing_key):
-            child = node.get(word)
-            if child is None:
-                child = node[word] = {}
-            node = child
-        node.setdefault(_BINDINGS, []).append(binding)
+        words = split_topic(binding.routing_key)
+        if not _prefixed(words):
+            _trie_insert(self._root, words, binding)
+            return
+        prefix = f"{words[0]}.{words[1]}"
+        rest = tuple(sys.intern(w) for w in words[2:])
+        entry = self._by_prefix.get(prefix)
+        if isinstance(entry, dict):
+            _trie_insert(entry, list(rest), binding)
+            return
+        patterns = [] if entry is None else [entry] if isinstance(entry, tuple) else entry
+        for index, pattern in enumerate(patterns):
+            if _pattern_rest(pattern) == rest:
+                patterns[index] = (*pattern, binding)
+                break
+        else:
+            patterns.append(_flat_pattern(rest, (binding,)))
+        if len(patterns) > self.BUCKET or any(p[0] == -2 for p in patterns):
+            node: dict[Any, Any] = {}
+            for pattern in patterns:
+                for held in _pattern_bindings(pattern):
+                    _trie_insert(node, list(_pattern_rest(pattern)), held)
+            self._by_prefix[prefix] = node
+        else:
+            self._by_prefix[prefix] = patterns[0] if len(patterns) == 1 else patterns
 
     def remove(self, binding: Binding) -> None:
         self._cache.clear()
         super().remove(binding)
-        path = [self._root]
         words = split_topic(binding.routing_key)
-        for word in words:
-            path.append(path[-1][word])
-        ends = path[-1][_BINDINGS]
-        ends.remove(binding)
-        if not ends:
-            del path[-1][_BINDINGS]
-        for depth in range(len(words), 0, -1):
-            if path[depth]:
-                break
-            del path[depth - 1][words[depth - 1]]
+        if not _prefixed(words):
+            _trie_remove(self._root, words, binding)
+            return
+        prefix = f"{words[0]}.{words[1]}"
+        entry = self._by_prefix[prefix]
+        rest = tuple(words[2:])
+        if isinstance(entry, dict):
+            _trie_remove(entry, list(rest), binding)
+            if not entry:
+                del self._by_prefix[prefix]
+            return
+        patterns = [entry] if isinstance(entry, tuple) else entry
+        kept = []
+        for pattern in patterns:
+            if _pattern_rest(pattern) == rest:
+                held = list(_pattern_bindings(pattern))
+                held.remove(binding)
+                if held:
+                    kept.append(_flat_pattern(rest, tuple(held)))
+            else:
+                kept.append(pattern)
+        if not kept:
+            del self._by_prefix[prefix]
+        else:
+            self._by_prefix[prefix] = kept[0] if len(kept) == 1 else kept
 
     def match(self, routing_key: str, headers: Mapping[str, Any] | None) -> Sequence[Binding]:
         cache = self._cache
@@ -213,35 +254,129 @@ class TopicRouter(Router):
         return found
 
     def match_in_trie(self, routing_key: str) -> list[Binding]:
-        """The bindings a key matches, found by walking the trie (no cache).
-
-        The frontier holds (node, reached-by-'#') pairs: a '#' node stays in it
-        for every further word, and each node's '#' child joins it at once
-        ('#' may match zero words).
-        """
-        frontier = _with_hash_children([(self._root, False)], False)
-        for word in routing_key.split(".") if routing_key else ():
-            reached: list[tuple[dict[Any, Any], bool]] = []
-            swallowed = False
-            for node, is_hash in frontier:
-                child = node.get(word)
-                if child is not None:
-                    reached.append((child, word == "#"))
-                child = node.get("*")
-                if child is not None:
-                    reached.append((child, False))
-                if is_hash:
-                    reached.append((node, True))
-                    swallowed = True
-            if not reached:
-                return []
-            frontier = _with_hash_children(reached, swallowed)
-        found: list[Binding] = []
-        for node, _ in frontier:
-            ends = node.get(_BINDINGS)
-            if ends:
-                found.extend(ends)
+        """The bindings a key matches, found by walking the trie (no cache)."""
+        words = routing_key.split(".") if routing_key else []
+        found = _walk(self._root, words, 0) if self._root else []
+        if len(words) >= 2 and self._by_prefix:
+            entry = self._by_prefix.get(f"{words[0]}.{words[1]}")
+            if entry is None:
+                return found
+            if isinstance(entry, tuple):
+                _match_flat(entry, words, found)
+            elif isinstance(entry, list):
+                for pattern in entry:
+                    _match_flat(pattern, words, found)
+            else:
+                found += _walk(entry, words, 2)
         return found
+
+
+_WILD = ("*", "#")
+
+
+def _prefixed(words: list[str]) -> bool:
+    return len(words) >= 2 and words[0] not in _WILD and words[1] not in _WILD
+
+
+# A flat pattern: (where its '#' is, or -1 for none, or -2 for more than one; how many words
+# follow the two first ones; those words; then its bindings), all in one tuple.
+
+
+def _flat_pattern(rest: tuple[str, ...], bindings: tuple[Binding, ...]) -> tuple[Any, ...]:
+    hashes = rest.count("#")
+    where = -1 if not hashes else rest.index("#") if hashes == 1 else -2
+    return (where, len(rest), *rest, *bindings)
+
+
+def _pattern_rest(pattern: tuple[Any, ...]) -> tuple[str, ...]:
+    return pattern[2 : 2 + pattern[1]]
+
+
+def _pattern_bindings(pattern: tuple[Any, ...]) -> tuple[Binding, ...]:
+    return pattern[2 + pattern[1] :]
+
+
+def _match_flat(pattern: tuple[Any, ...], words: list[str], found: list[Binding]) -> None:
+    """Add the pattern's bindings to ``found`` when ``words[2:]`` match its rest."""
+    hash_at, length = pattern[0], pattern[1]
+    count = len(words) - 2
+    if hash_at < 0:
+        if count != length:
+            return
+        for i in range(length):
+            want = pattern[2 + i]
+            if want != "*" and want != words[2 + i]:
+                return
+    else:
+        after = length - hash_at - 1
+        if count < hash_at + after:
+            return
+        for i in range(hash_at):
+            want = pattern[2 + i]
+            if want != "*" and want != words[2 + i]:
+                return
+        tail = len(words) - after
+        for i in range(after):
+            want = pattern[3 + hash_at + i]
+            if want != "*" and want != words[tail + i]:
+                return
+    found.extend(pattern[2 + length :])
+
+
+def _trie_insert(node: dict[Any, Any], words: list[str], binding: Binding) -> None:
+    for word in words:
+        child = node.get(word)
+        if child is None:
+            child = node[word] = {}
+        node = child
+    node.setdefault(_BINDINGS, []).append(binding)
+
+
+def _trie_remove(start: dict[Any, Any], words: list[str], binding: Binding) -> None:
+    path = [start]
+    for word in words:
+        path.append(path[-1][word])
+    ends = path[-1][_BINDINGS]
+    ends.remove(binding)
+    if not ends:
+        del path[-1][_BINDINGS]
+    for depth in range(len(words), 0, -1):
+        if path[depth]:
+            break
+        del path[depth - 1][words[depth - 1]]
+
+
+def _walk(start: dict[Any, Any], words: list[str], first: int) -> list[Binding]:
+    """The bindings reached from ``start`` by ``words[first:]``.
+
+    The frontier holds (node, reached-by-'#') pairs: a '#' node stays in it
+    for every further word, and each node's '#' child joins it at once
+    ('#' may match zero words).
+    """
+    frontier = _with_hash_children([(start, False)], False)
+    for index in range(first, len(words)):
+        word = words[index]
+        reached: list[tuple[dict[Any, Any], bool]] = []
+        swallowed = False
+        for node, is_hash in frontier:
+            child = node.get(word)
+            if child is not None:
+                reached.append((child, word == "#"))
+            child = node.get("*")
+            if child is not None:
+                reached.append((child, False))
+            if is_hash:
+                reached.append((node, True))
+                swallowed = True
+        if not reached:
+            return []
+        frontier = _with_hash_children(reached, swallowed)
+    found: list[Binding] = []
+    for node, _ in frontier:
+        ends = node.get(_BINDINGS)
+        if ends:
+            found.extend(ends)
+    return found
 
 
 def _with_hash_children(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from engine.broker import Broker
 from engine.errors import ChannelError
+from engine.routing import Binding, TopicRouter, split_topic
 
 
 def route(broker: Broker, exchange: str, routing_key: str, headers: dict | None = None) -> list[str]:
@@ -201,3 +204,41 @@ def test_decimal_header_values_match_only_decimals(broker: Broker) -> None:
     broker.bind("/", "h", "q", "queue", "", {"n": 1})
     assert route(broker, "h", "", {"n": Decimal("1")}) == []
     assert route(broker, "h", "", {"n": 1}) == ["q"]
+
+
+def _reference_topic_match(pattern: list[str], key: list[str]) -> bool:
+    """RabbitMQ's topic rule, plainly: '*' is exactly one word, '#' zero or more."""
+    if not pattern:
+        return not key
+    head = pattern[0]
+    if head == "#":
+        return any(_reference_topic_match(pattern[1:], key[i:]) for i in range(len(key) + 1))
+    return bool(key) and (head == "*" or head == key[0]) and _reference_topic_match(pattern[1:], key[1:])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_topic_router_agrees_with_the_plain_rule_through_adds_and_removes(seed: int) -> None:
+    rng = random.Random(seed)
+    vocabulary = ["a", "b", "c", "", "*", "#"]
+
+    def words(wild: bool) -> list[str]:
+        choices = vocabulary if wild else vocabulary[:4]
+        # Many patterns share their first two words, so groups outgrow the short list.
+        head = rng.choice([["a", "b"], ["a", "c"], [rng.choice(choices), rng.choice(choices)]])
+        return (head + [rng.choice(choices) for _ in range(rng.randrange(0, 4))])[: rng.randrange(0, 6)]
+
+    router = TopicRouter()
+    live: list[Binding] = []
+    for n in range(rng.randrange(5, 60)):
+        binding = Binding("/", "t", f"q{n}", "queue", ".".join(words(True)))
+        router.add(binding)
+        live.append(binding)
+        if rng.random() < 0.3:
+            gone = live.pop(rng.randrange(len(live)))
+            router.remove(gone)
+    for _ in range(200):
+        key = ".".join(words(False))
+        expected = {id(b) for b in live if _reference_topic_match(split_topic(b.routing_key), split_topic(key))}
+        found = router.match_in_trie(key)
+        assert {id(b) for b in found} == expected, (key, sorted(b.routing_key for b in found))
+        assert len(found) == len(expected), f"a binding matched twice for {key!r}"
