@@ -157,16 +157,17 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"queuecraft: --port must be between 0 and 65535, got {args.port}", file=sys.stderr)
         return 2
     served = ServedBroker(topology, simulate=not args.no_simulation, users=users)
-    return asyncio.run(_serve(served, args.host, args.port))
+    return asyncio.run(_serve(served, args.host, args.port, quiet=args.quiet))
 
 
-async def _serve(served: ServedBroker, host: str, port: int) -> int:
+async def _serve(served: ServedBroker, host: str, port: int, quiet: bool = False) -> int:
     try:
         address = await served.start(host, port)
     except OSError as exc:
         print(f"queuecraft: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"Queuecraft broker listening on amqp://{address[0]}:{address[1]} (Ctrl+C stops it)", flush=True)
+    if not quiet:
+        print(f"Queuecraft broker listening on amqp://{address[0]}:{address[1]} (Ctrl+C stops it)", flush=True)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -176,7 +177,8 @@ async def _serve(served: ServedBroker, host: str, port: int) -> int:
         await stopping.wait()
     finally:
         await served.stop()
-    print("Queuecraft broker stopped.", flush=True)
+    if not quiet:
+        print("Queuecraft broker stopped.", flush=True)
     return 0
 
 
