@@ -12,10 +12,7 @@ import sys
 from engine.cli import parse_speed, positive_seconds
 
 # Commands that never load Qt: the module whose main() runs each.
-HEADLESS_COMMANDS = {"run": "engine.cli", "serve": "engine.serve"}
-PLANNED_COMMANDS = {
-    "deploy": "declaring a topology on a real RabbitMQ",
-}
+HEADLESS_COMMANDS = {"run": "engine.cli", "serve": "engine.serve", "deploy": "engine.deploy"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="queuecraft",
         description="Draw a message topology, run it on a RabbitMQ-like engine and watch the messages move.",
         epilog="Headless: queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json];"
-        " queuecraft serve [FILE] [--host 127.0.0.1] [--port 5673]",
+        " queuecraft serve [FILE] [--host 127.0.0.1] [--port 5673];"
+        " queuecraft deploy FILE --url amqp://... [--teardown]",
     )
     parser.add_argument("file", nargs="?", help="topology file to open (default: the e-commerce example)")
     parser.add_argument(
@@ -51,9 +49,6 @@ def main(argv: list[str] | None = None) -> int:
 
         command: int = importlib.import_module(HEADLESS_COMMANDS[args_list[0]]).main(args_list[1:])
         return command
-    if args_list and args_list[0] in PLANNED_COMMANDS:
-        print(f"queuecraft {args_list[0]}: {PLANNED_COMMANDS[args_list[0]]} is not available yet.", file=sys.stderr)
-        return 2
     args = build_parser().parse_args(args_list)
     from .platform_check import platform_problem
 
