@@ -5,13 +5,18 @@ and the broker knows each client by its connection_name."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Iterator
 
 import aio_pika
 import pika
 import pytest
+from pamqp import commands, frame
 
 from engine.serve import BrokerThread
+
+from .raw import PROTOCOL_HEADER
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +125,42 @@ def test_aio_pika_publishes_and_consumes(served: BrokerThread) -> None:
             return got
 
     assert asyncio.run(asyncio.wait_for(program(), 20)) == [b"a0", b"a1", b"a2", b"a3"]
+
+
+def test_a_client_that_stops_reading_is_disconnected_and_others_carry_on() -> None:
+    with BrokerThread(write_buffer_high=64 * 1024, write_stall_timeout=1.0) as thread:
+        assert thread.address is not None and thread.served is not None
+        host, port = thread.address
+        feeder = pika.BlockingConnection(
+            pika.ConnectionParameters(host, port, credentials=pika.PlainCredentials("guest", "guest"))
+        )
+        channel = feeder.channel()
+        channel.queue_declare("flood")
+        body = b"x" * 10_000
+        for _ in range(3000):  # 30 MB: more than the socket buffers between us hold
+            channel.basic_publish("", "flood", body)
+        # A consumer that never reads what it is sent.
+        silent = socket.create_connection((host, port))
+        silent.sendall(
+            PROTOCOL_HEADER
+            + frame.marshal(commands.Connection.StartOk(client_properties={}, response="\0guest\0guest"), 0)
+            + frame.marshal(commands.Connection.TuneOk(channel_max=2047, frame_max=131072, heartbeat=0), 0)
+            + frame.marshal(commands.Connection.Open(virtual_host="/"), 0)
+            + frame.marshal(commands.Channel.Open(), 1)
+            + frame.marshal(commands.Basic.Consume(queue="flood", no_ack=True), 1)
+        )
+        try:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and len(thread.call(thread.served.server.open_clients)) < 2:
+                time.sleep(0.05)
+            assert len(thread.call(thread.served.server.open_clients)) == 2, "the silent consumer never got in"
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and len(thread.call(thread.served.server.open_clients)) > 1:
+                # The feeder keeps working meanwhile: the broker serves it while the other stalls.
+                channel.queue_declare("flood", passive=True)
+                time.sleep(0.2)
+            assert len(thread.call(thread.served.server.open_clients)) == 1, "the stalled client was not let go"
+            assert channel.queue_declare("side", auto_delete=False).method.message_count == 0
+        finally:
+            silent.close()
+            feeder.close()
