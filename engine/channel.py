@@ -319,17 +319,12 @@ class Channel:
         if self.flow.enabled:
             detail = "auto-ack" if consumer.no_ack else ""
             self.flow.add(self.broker.clock.now, "delivered", queue.node_id, consumer.node_id, message, detail)
-        if consumer.no_ack:
+        if consumer.no_ack or consumer.acks_at_once:
             consumer.acked += 1
             queue.stats.acked += 1
             if self.latency.enabled:
                 self.latency.record(self.broker.clock.now - message.published_at, consumer.node_id, queue.node_id)
-        elif consumer.acks_at_once:
-            consumer.acked += 1
-            queue.stats.acked += 1
-            if self.latency.enabled:
-                self.latency.record(self.broker.clock.now - message.published_at, consumer.node_id, queue.node_id)
-            if self.flow.enabled:
+            if consumer.acks_at_once and self.flow.enabled:
                 self.flow.add(self.broker.clock.now, "acked", consumer.node_id, queue.node_id, message)
         else:
             self.unacked[tag] = Unacked(message, queue, consumer)

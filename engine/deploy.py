@@ -86,6 +86,16 @@ def _binding_text(b: dict[str, Any]) -> str:
     return f"{b['source']} → {b['destination']}{key}"
 
 
+def _binding(channel: Any, b: dict[str, Any], unbind: bool) -> None:
+    """Bind (or unbind) one binding of a definitions file, to a queue or an exchange."""
+    to_queue = b["destination_type"] == "queue"
+    if unbind:
+        call = channel.queue_unbind if to_queue else channel.exchange_unbind
+    else:
+        call = channel.queue_bind if to_queue else channel.exchange_bind
+    call(b["destination"], b["source"], b.get("routing_key", ""), b.get("arguments"))
+
+
 def deploy(topology: Topology, url: str, management: str | None = None, teardown: bool = False) -> DeployReport:
     import pika
 
@@ -98,10 +108,7 @@ def deploy(topology: Topology, url: str, management: str | None = None, teardown
         channel = connection.channel()
         if teardown:
             for b in definitions["bindings"]:
-                if b["destination_type"] == "queue":
-                    channel.queue_unbind(b["destination"], b["source"], b.get("routing_key", ""), b.get("arguments"))
-                else:
-                    channel.exchange_unbind(b["destination"], b["source"], b.get("routing_key", ""), b.get("arguments"))
+                _binding(channel, b, unbind=True)
                 report.bindings.append(_binding_text(b))
             for q in definitions["queues"]:
                 channel.queue_delete(q["name"])
@@ -129,10 +136,7 @@ def deploy(topology: Topology, url: str, management: str | None = None, teardown
                 )
                 report.queues.append(q["name"])
             for b in definitions["bindings"]:
-                if b["destination_type"] == "queue":
-                    channel.queue_bind(b["destination"], b["source"], b.get("routing_key", ""), b.get("arguments"))
-                else:
-                    channel.exchange_bind(b["destination"], b["source"], b.get("routing_key", ""), b.get("arguments"))
+                _binding(channel, b, unbind=False)
                 report.bindings.append(_binding_text(b))
     finally:
         if connection.is_open:
