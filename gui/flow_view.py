@@ -247,8 +247,9 @@ class FlowAnimator:
                 if consumer is not None and consumer.fault_failure is not None and consumer.fault_failure[0]:
                     notes.append(f"fails {consumer.fault_failure[0]:.0%}")
                 if notes:
-                    # A fault shows in place of the rate: the node has room for one line.
-                    item.set_status(" · ".join([*notes, f"unacked {unacked:,}"]))
+                    # A fault shows in place of the rate (two in place of the unacked count too):
+                    # the node has room for one short line.
+                    item.set_status(" · ".join(notes if len(notes) > 1 else [*notes, f"unacked {unacked:,}"]))
                 else:
                     item.set_status(f"{_rate_text(rates[C['processed']])} · unacked {unacked:,}")
         for edge in scene.edges:
