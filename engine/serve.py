@@ -25,6 +25,17 @@ from .sim import PacedRunner, Simulation
 from .topology_file import TopologyFileError, load
 
 
+def attach_listener(sim: Simulation, server: AmqpServer) -> None:
+    """The server's clients counted with the simulation's nodes, under names of their own."""
+    server.broker = sim.broker
+    server.reserved_names = lambda: [
+        *(p.name for p in sim.topology.producers),
+        *(c.name for c in sim.topology.consumers),
+    ]
+    if server.read_counters not in sim.counter_sources:
+        sim.counter_sources.append(server.read_counters)
+
+
 class ServedBroker:
     """A simulation on wall-clock time with the AMQP listener over its broker."""
 
@@ -36,6 +47,7 @@ class ServedBroker:
         if users is None:
             users = UserBase.from_definitions(topology.extra.get("users"), topology.extra.get("permissions"))
         self.server = AmqpServer(self.broker, users, **limits)
+        attach_listener(self.sim, self.server)
         self.runner = PacedRunner(self.sim, speed=1.0)
 
     async def start(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> tuple[str, int]:

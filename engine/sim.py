@@ -15,6 +15,7 @@ import random
 import re
 import zlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .broker import Broker
@@ -533,6 +534,8 @@ class Simulation:
         self._sample_timer: Timer | None = None
         self._connections: dict[str, Connection] = {}
         self._timeline_timers: list[Timer] = []
+        # Counters of nodes the simulation does not own (real clients on the wire), read with its own.
+        self.counter_sources: list[Callable[[dict[str, tuple[int, ...]]], None]] = []
         # What faults did, and when: (time, description), for the plots' markers and the log.
         self.fault_log: list[tuple[float, str]] = []
         self.unbound: set[str] = set()  # binding node ids a fault removed from the running broker
@@ -961,6 +964,8 @@ class Simulation:
             b.returned,
             dead_lettered,
         )
+        for source in self.counter_sources:
+            source(counters)
         return counters
 
     def report(self) -> dict[str, Any]:

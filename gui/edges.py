@@ -32,6 +32,7 @@ class EdgeItem(QGraphicsItem):
         self.rate = 0.0
         self.pulsing = False  # too busy for tokens: the token layer draws it flowing
         self.removed = False  # unbound by a fault while running
+        self.live = False  # a real client's, or declared by one: not the document's
         self.rate_key: tuple[str, int] | None = None
         self.lane = 0.0  # parallel edges between the same two nodes bow apart by lane
         self.waypoints: list[QPointF] = []  # detours around nodes in the way

@@ -178,7 +178,7 @@ class EditActions(QObject):
         nodes = self._selected()[0]
         if len(nodes) == 1:
             item = self.window.scene.nodes[nodes[0]]
-            if item.renamable:
+            if item.renamable and not item.live:
                 self.window.view.start_rename(item)
 
     def align_selection(self, how: str) -> None:

@@ -186,6 +186,8 @@ class Inspector(QWidget):
         super().__init__(parent)
         self.document = document
         self.subject: str | None = None  # node id or binding edge id
+        # A title and rows for something the document does not hold (a real client), else None.
+        self.describe_live: Callable[[str], tuple[str, list[tuple[str, str]]] | None] = lambda nid: None
         self.widgets: dict[str, QWidget] = {}
         self.problems: dict[str, QLabel] = {}
         self.title = QLabel()
@@ -224,6 +226,8 @@ class Inspector(QWidget):
         elif len(ids) > 1:
             self.title.setText(f"{len(ids)} items selected")
             self._message(form, "Select one item to change its properties; Delete removes all of them.")
+        elif self.subject is not None and (live := self.describe_live(self.subject)) is not None:
+            self._live_form(form, *live)
         elif self.subject is not None and self.subject.startswith("binding:"):
             self._binding_form(form, self.subject)
         elif self.subject is not None and ":" in self.subject and split_node_id(self.subject)[0] in FIELDS:
@@ -238,6 +242,20 @@ class Inspector(QWidget):
         if old is not None:
             old.hide()
             old.deleteLater()
+
+    def _live_form(self, form: QWidget, title: str, rows: list[tuple[str, str]]) -> None:
+        """A real client, or what one declared: shown as it is, changed only by the client."""
+        self.title.setText(title)
+        layout = QFormLayout(form)
+        for label, value in rows:
+            text = QLabel(value)
+            text.setWordWrap(True)
+            text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            layout.addRow(label, text)
+        note = QLabel("Not part of the document: this lives in the broker while the client keeps it.")
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #607d8b;")
+        layout.addRow(note)
 
     @staticmethod
     def _message(form: QWidget, text: str) -> None:

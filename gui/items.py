@@ -39,6 +39,8 @@ TITLE_FONT = _font(9.5, bold=True)
 MARK_FONT = _font(7.5, bold=True)
 DETAIL_FONT = _font(8.0)
 LABEL_FONT = _font(7.5)
+LIVE_TAG = "LIVE"
+LIVE_COLOR = "#00897b"
 
 
 class NodeItem(QGraphicsItem):
@@ -62,6 +64,7 @@ class NodeItem(QGraphicsItem):
         self._vhost: str | None = None
         self._hovered = False
         self._problems: list[str] = []
+        self._live = False
         self.renamable = True  # built-in exchanges, say, keep their names
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable)
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsMovable)
@@ -99,8 +102,8 @@ class NodeItem(QGraphicsItem):
 
     @property
     def has_port(self) -> bool:
-        """Whether connections can start here (a consumer only receives)."""
-        return True
+        """Whether connections can start here (a consumer only receives; a live node is not the document's)."""
+        return not self._live
 
     def on_port(self, scene_pos: QPointF) -> bool:
         """Whether a press at ``scene_pos`` grabs the output port."""
@@ -180,6 +183,16 @@ class NodeItem(QGraphicsItem):
     def status(self) -> str:
         return self._status
 
+    def set_live(self, live: bool) -> None:
+        """A real client, or something one declared: drawn dashed, tagged, not editable here."""
+        if live != self._live:
+            self._live = live
+            self.update()
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
     def set_dimmed(self, dimmed: bool) -> None:
         """Drawn faded: something Queuecraft shows but does not simulate."""
         if dimmed != self._dimmed:
@@ -192,7 +205,10 @@ class NodeItem(QGraphicsItem):
         fill, border, accent = KIND_COLORS[self.kind]
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         selected = self.isSelected()
-        painter.setPen(QPen(QColor(accent if selected else border), 2.6 if selected else 1.4))
+        pen = QPen(QColor(accent if selected else border), 2.6 if selected else 1.4)
+        if self._live:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(pen)
         brush = QBrush(QColor(fill))
         if self._dimmed:
             brush = QBrush(QColor(fill).lighter(104), Qt.BrushStyle.BDiagPattern)
@@ -211,6 +227,8 @@ class NodeItem(QGraphicsItem):
             )
         if self._vhost is not None:
             self._paint_vhost_tag(painter, accent)
+        if self._live:
+            self._paint_live_tag(painter)
         if self._problems:
             self._paint_badge(painter)
         if self.has_port and (self._hovered or selected):
@@ -230,6 +248,18 @@ class NodeItem(QGraphicsItem):
         painter.setFont(LABEL_FONT)
         painter.setPen(QColor(accent))
         painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, text)
+
+    def _paint_live_tag(self, painter: QPainter) -> None:
+        metrics = QFontMetricsF(MARK_FONT)
+        width = metrics.horizontalAdvance(LIVE_TAG) + 10
+        height = metrics.height() + 2
+        tag = QRectF(-NODE_WIDTH / 2 + 14, -NODE_HEIGHT / 2 - height / 2, width, height)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(LIVE_COLOR))
+        painter.drawRoundedRect(tag, 4, 4)
+        painter.setFont(MARK_FONT)
+        painter.setPen(QColor("#ffffff"))
+        painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, LIVE_TAG)
 
     def _paint_badge(self, painter: QPainter) -> None:
         centre = QPointF(-NODE_WIDTH / 2 + 2, -NODE_HEIGHT / 2 + 2)

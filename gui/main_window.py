@@ -42,6 +42,7 @@ from .fault_actions import FaultActions, TimelinePanel
 from .file_actions import EXAMPLES, FileActions, example_files, example_title
 from .flow_view import FlowAnimator
 from .inspector import Inspector
+from .listener import Listener
 from .messages_panel import MessagesPanel
 from .palette import Palette
 from .problems_panel import ProblemsPanel
@@ -115,6 +116,8 @@ class MainWindow(QMainWindow):
         self._build_run_actions()
         self.runs = RunActions(self)
         self.faults = FaultActions(self)
+        self.listener = Listener(self)
+        self.inspector.describe_live = self.listener.describe
         self.timeline = TimelinePanel(self)
         self.timeline_dock = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.messages_dock, self.timeline_dock)
@@ -127,6 +130,7 @@ class MainWindow(QMainWindow):
             f"{name} 88,888,888" for name in ("published", "routed", "unroutable", "ready", "unacked", "acked")
         )
         self.totals_label.setMinimumWidth(self.totals_label.fontMetrics().horizontalAdvance(template) + 12)
+        self.statusBar().addPermanentWidget(self.listener.status)
         self.statusBar().addPermanentWidget(self.totals_label)
 
         self.document.topology_replaced.connect(self._on_topology_replaced)
@@ -212,6 +216,8 @@ class MainWindow(QMainWindow):
         for action in (self.run_action, self.pause_action, self.runs.step, self.runs.follow, self.reset_action):
             sim_menu.addAction(action)
         sim_menu.addSeparator()
+        sim_menu.addAction(self.listener.toggle)
+        sim_menu.addSeparator()
         sim_menu.addAction(self.faults.restart_broker)
         sim_menu.addAction(self.faults.record)
         view_menu = self.menuBar().addMenu("&View")
@@ -275,6 +281,8 @@ class MainWindow(QMainWindow):
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(spacer)
+        bar.addAction(self.listener.toggle)
+        bar.addSeparator()
         bar.addAction(self.edits.layout)
         bar.addAction(self.fit_action)
 
@@ -352,7 +360,10 @@ class MainWindow(QMainWindow):
             self.scene.select_only(created)
 
     def _on_nodes_moved(self, moved: dict[str, tuple[float, float]]) -> None:
+        moved = self.listener.moved(moved)
         count = len(moved)
+        if not count:
+            return
         self.apply_edit(f"Move {count} node{'s' if count != 1 else ''}", lambda topology: move_nodes(topology, moved))
 
     def _rename_from_view(self, node_id: str, name: str) -> str | None:
@@ -381,7 +392,9 @@ class MainWindow(QMainWindow):
                 align = menu.addMenu("&Align")
                 for action in edits.align.values():
                     align.addAction(action)
-            self.faults.fill_menu(menu, [*self.scene.selected_node_ids(), *self.scene.selected_edge_ids()])
+            selected = [*self.scene.selected_node_ids(), *self.scene.selected_edge_ids()]
+            self.faults.fill_menu(menu, selected)
+            self.listener.fill_menu(menu, selected)
         else:
             menu.addAction(edits.paste)
             menu.addAction(edits.select_all)
@@ -399,6 +412,11 @@ class MainWindow(QMainWindow):
 
     # -- reacting to the model -------------------------------------------------------------------
 
+    def sync_scene(self) -> None:
+        """The canvas shows the document, and what real clients brought while the listener is open."""
+        topology = self.document.topology
+        self.scene.sync(topology, self.listener.shown(topology))
+
     def _on_topology_replaced(self) -> None:
         self.scene.show_topology(self.document.topology)
         self.controller.load(self.document.topology)
@@ -408,7 +426,7 @@ class MainWindow(QMainWindow):
         topology = self.document.topology
         self.view.forget_fit()
         self.timeline.refresh()
-        self.scene.sync(topology)
+        self.sync_scene()
         trouble = self.controller.sync(topology)
         if trouble:
             self.statusBar().showMessage(trouble, 8000)
@@ -435,6 +453,7 @@ class MainWindow(QMainWindow):
     def _on_simulation_replaced(self) -> None:
         sim = self.controller.sim
         assert sim is not None
+        self.listener.simulation_replaced()
         self.animator.reset(sim.flow)
         self.rates.reset(sim)
         self.messages.set_simulation(sim)
@@ -469,6 +488,7 @@ class MainWindow(QMainWindow):
         self.runs.on_frame()
         if now - self._counters_shown < self.COUNTERS_EVERY:
             return
+        self.listener.on_frame()
         self.messages.refresh()
         self.timeline.refresh_played()
         self.scene.show_fault_state(sim)
@@ -517,6 +537,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.files.forget_recovery()
+        self.listener.close()
         self.controller.pause()
         self.frame_timer.stop()
         super().closeEvent(event)

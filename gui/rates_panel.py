@@ -96,6 +96,7 @@ class Chart:
 
     def __init__(self, graphics: pg.GraphicsLayoutWidget, col: int, title: str, unit: str) -> None:
         # The unit goes in the title: a rotated axis label costs more to draw than the whole curve.
+        self.graphics = graphics
         self.title = graphics.addLabel(f"{title} ({unit})", row=0, col=col, size="10pt", color=TEXT)
         self.unit = unit
         self.legend = pg.LegendItem(labelTextSize="8pt", colCount=3)
@@ -130,6 +131,10 @@ class Chart:
             curve = self.plot.plot([], [], pen=pen, connect="finite")
             self.curves[name] = curve
             self.legend.addItem(curve, (labels or {}).get(name, name))
+        # The legend resizes itself to the top left corner of the layout, over the titles:
+        # the layout puts it back in its row.
+        self.graphics.ci.layout.invalidate()
+        self.graphics.ci.layout.activate()
 
     def show_empty(self, text: str) -> None:
         self.empty.setText(text)

@@ -13,6 +13,7 @@ from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene, QWidget
 
 from engine.edits import model_binding_id
+from engine.live import LiveOverlay
 from engine.model import BUILTIN_EXCHANGES, Exchange, Topology, display_name, expand_template, node_id, split_node_id
 from engine.routing import EXCHANGE_TYPES
 from engine.sim import UNKNOWN_TYPE, Simulation
@@ -38,7 +39,8 @@ class TopologyScene(QGraphicsScene):
         self.edges: list[EdgeItem] = []
         self.edge_for: dict[tuple[str, str], EdgeItem] = {}
         self.edge_by_id: dict[str, EdgeItem] = {}
-        self.topology: Topology | None = None
+        self.topology: Topology | None = None  # the document's
+        self.live: LiveOverlay | None = None  # what real clients add, while the listener is open
         self.snap_grid = 0  # 0: free placement; else positions snap to this grid
         self.content_rect = QRectF()  # what the nodes and edges cover, without the scrolling margin
         self.tokens = TokenLayer()
@@ -47,26 +49,32 @@ class TopologyScene(QGraphicsScene):
 
     # -- following the model -----------------------------------------------------------------
 
-    def show_topology(self, topology: Topology) -> None:
+    def show_topology(self, topology: Topology, live: LiveOverlay | None = None) -> None:
         """A different document: start from an empty scene."""
         for item in list(self.nodes.values()):
             self.removeItem(item)
         self.nodes = {}
-        self.sync(topology)
+        self.sync(topology, live)
 
-    def sync(self, topology: Topology) -> None:
+    def sync(self, topology: Topology, live: LiveOverlay | None = None) -> None:
+        """Items for ``topology``; with ``live``, for what real clients brought as well."""
         self.topology = topology
+        self.live = live
+        shown = live.topology if live is not None else topology
+        live_ids = live.live_ids if live is not None else set()
         selected_edges = {e.edge_id for e in self.edges if e.isSelected() and e.edge_id}
-        wanted = topology.node_ids()
+        wanted = shown.node_ids()
         for nid in list(self.nodes):
             if nid not in wanted:
                 self.removeItem(self.nodes.pop(nid))
-        exchange_types = self._exchange_types(topology)
+        exchange_types = self._exchange_types(shown)
         several_vhosts = len({split_node_id(n)[1] for n in wanted}) > 1
         for nid in wanted:
             item = self.nodes.get(nid)
             kind, vhost, name = split_node_id(nid)
-            title, detail = self._describe(topology, nid, exchange_types)
+            title, detail = self._describe(shown, nid, exchange_types)
+            if live is not None and nid in live.details:
+                detail = live.details[nid]
             if item is None:
                 item = NODE_CLASSES[kind](nid, title, detail)
                 self.addItem(item)
@@ -74,16 +82,18 @@ class TopologyScene(QGraphicsScene):
             else:
                 item.set_title(title, detail)
             item.set_vhost(vhost if several_vhosts else None)
+            item.set_live(nid in live_ids)
+            item.setOpacity(live.fading.get(nid, 1.0) if live is not None else 1.0)
             if isinstance(item, ExchangeItem):
                 item.set_dimmed(exchange_types.get(nid) not in EXCHANGE_TYPES)
                 item.renamable = topology.exchange(vhost, name) is not None
             if isinstance(item, QueueItem):
-                queue = topology.queue(vhost, name)
+                queue = shown.queue(vhost, name)
                 item.set_dimmed(queue is not None and queue.queue_type == "stream")
-            x, y = topology.layout.get(nid, (0.0, 0.0))
-            if (item.pos().x(), item.pos().y()) != (x, y):
+            x, y = shown.layout.get(nid, (0.0, 0.0))
+            if (item.pos().x(), item.pos().y()) != (x, y) and not item.isUnderMouse():
                 item.setPos(x, y)
-        self._rebuild_edges(topology, exchange_types)
+        self._rebuild_edges(shown, exchange_types)
         for edge_id in selected_edges:
             if edge_id in self.edge_by_id:
                 self.edge_by_id[edge_id].setSelected(True)
@@ -170,6 +180,16 @@ class TopologyScene(QGraphicsScene):
         self.tokens.tokens.clear()
         self.edges, self.edge_for, self.edge_by_id = [], {}, {}
         self._add_edges(topology, exchange_types)
+        if self.live is not None:
+            for relation, source, target, label in self.live.extra_edges:
+                if (source, target) not in self.edge_for:
+                    self._edge(relation, source, target, (source, target), label)
+        for edge in self.edges:
+            live = edge.edge_id in self.live.live_ids if self.live is not None else False
+            edge.setOpacity(min(edge.source.opacity(), edge.target.opacity()))
+            if edge.label_item is not None:
+                edge.label_item.setOpacity(edge.opacity())
+            edge.live = live or edge.source.live or edge.target.live
         self._spread_parallel_edges()
         self._route_around_nodes()
 

@@ -358,7 +358,7 @@ class CanvasView(QGraphicsView):
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         node = self.topology_scene.node_at(self.mapToScene(event.position().toPoint()))
-        if node is not None and node.renamable:
+        if node is not None and node.renamable and not node.live:
             self.start_rename(node)
             return
         super().mouseDoubleClickEvent(event)

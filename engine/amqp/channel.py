@@ -142,7 +142,7 @@ class WireChannel:
                 origin=connection.producer_node,
                 encoded=encoded,
             )
-            connection.published(outcome)
+            connection.published(method.exchange, method.routing_key, outcome)
 
         if self.tx is not None:
             self.engine.broker.lookup_exchange(self.engine.vhost, method.exchange)
@@ -271,6 +271,7 @@ def _basic_consume(ch: WireChannel, m: Any) -> None:
         ch._held = None  # noqa: SLF001
         raise
     held, ch._held = ch._held, None  # noqa: SLF001
+    connection.consumer_added(ch.engine.consumers.get(tag))
     if not m.nowait:
         ch.send(Basic.ConsumeOk(tag))
     for frames in held:

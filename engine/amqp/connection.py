@@ -18,7 +18,7 @@ from pamqp.base import Frame as Method
 
 from .. import errors
 from ..broker import PublishOutcome
-from ..channel import Connection
+from ..channel import ChannelConsumer, Connection
 from ..model import node_id
 from .auth import User
 from .channel import CONTENT_METHODS, WireChannel
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("queuecraft.amqp")
 
 C = commands.Connection
+MAX_PUBLISH_TARGETS = 32  # exchanges a client is drawn publishing to; more are counted, not drawn
 HANDSHAKE_TIMEOUT = 10.0  # seconds to finish the handshake, as RabbitMQ's handshake_timeout
 
 
@@ -88,6 +89,13 @@ class AmqpConnection(asyncio.Protocol):
         self._paused_since: float | None = None
         self._unacked_held = False
         self.published_count = 0
+        self.returned_count = 0
+        self.publishes_to: dict[str, str] = {}  # exchange -> the last routing key published there
+        self.consumers_seen: list[ChannelConsumer] = []  # consuming now, or still owed acks
+        self.retired = [0, 0, 0, 0]  # delivered, acked, nacked, redelivered of consumers long gone
+        self.has_consumed = False
+        self.last_consumed: list[str] = []  # the queues it last consumed from (drawn once it has gone)
+        self.closed_at: float | None = None
         self.bytes_in = 0
 
     # -- asyncio ----------------------------------------------------------------------------------
@@ -472,10 +480,65 @@ class AmqpConnection(asyncio.Protocol):
                 f"access to {resource} '{name}' in vhost '{self.vhost}' refused for user '{self.username}'"
             )
 
-    def published(self, outcome: PublishOutcome) -> None:
+    def published(self, exchange: str, routing_key: str, outcome: PublishOutcome) -> None:
         self.published_count += 1
-        if self.published_count == 1:
-            self.server.client_changed(self)
+        if outcome.returned:
+            self.returned_count += 1
+        targets = self.publishes_to
+        if targets.get(exchange) != routing_key and (exchange in targets or len(targets) < MAX_PUBLISH_TARGETS):
+            first = exchange not in targets
+            targets[exchange] = routing_key
+            if first:
+                self.server.client_changed(self)
+
+    def consumer_added(self, consumer: ChannelConsumer | None) -> None:
+        if consumer is not None:
+            self.consumers_seen.append(consumer)
+            self.has_consumed = True
+
+    def producer_counters(self) -> tuple[int, int]:
+        return (self.published_count, self.returned_count)
+
+    def consumer_counters(self) -> tuple[int, ...]:
+        """As a simulated consumer's: delivered, acked, unacked, buffered, processed, nacked, redelivered.
+
+        A cancelled consumer counts on while it is owed acks; after that its figures join
+        ``retired`` and it is let go, so the list stays as long as what is live.
+        """
+        retired = self.retired
+        delivered, acked, nacked, redelivered = retired
+        unacked = 0
+        keep = []
+        for consumer in self.consumers_seen:
+            delivered += consumer.delivered
+            acked += consumer.acked
+            nacked += consumer.nacked
+            redelivered += consumer.redelivered
+            unacked += consumer.unacked
+            if consumer.unacked or consumer.channel.consumers.get(consumer.tag) is consumer:
+                keep.append(consumer)
+            else:
+                retired[0] += consumer.delivered
+                retired[1] += consumer.acked
+                retired[2] += consumer.nacked
+                retired[3] += consumer.redelivered
+        self.consumers_seen = keep
+        return (delivered, acked, unacked, 0, acked, nacked, redelivered)
+
+    def carry_on_from(self, earlier: AmqpConnection) -> None:
+        self.published_count += earlier.published_count
+        self.returned_count += earlier.returned_count
+        delivered, acked, _, _, _, nacked, redelivered = earlier.consumer_counters()
+        self.retired = [delivered, acked, nacked, redelivered]
+        self.has_consumed = earlier.has_consumed
+
+    def consumed_queues(self) -> list[str]:
+        """The queues this client consumes from now, in the order it began."""
+        names: dict[str, None] = {}
+        for consumer in self.consumers_seen:
+            if consumer.channel.consumers.get(consumer.tag) is consumer:
+                names[consumer.queue.name] = None
+        return list(names)
 
     def delivered(self, channel: WireChannel) -> None:
         limit = self.server.max_unacked_per_connection
@@ -499,6 +562,9 @@ class AmqpConnection(asyncio.Protocol):
         self.server.topology_changed(self)
 
     def consumers_changed(self) -> None:
+        queues = self.consumed_queues()
+        if queues:
+            self.last_consumed = queues
         self.server.client_changed(self)
 
     # -- timers and closing -------------------------------------------------------------------------
@@ -570,6 +636,7 @@ class AmqpConnection(asyncio.Protocol):
             return
         was_running = self.engine is not None
         self.state = "closed"
+        self.closed_at = time.monotonic()
         self._cancel_timers()
         self._release_engine()
         self.server.connection_closed(self, was_running)

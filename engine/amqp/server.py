@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..broker import Broker
@@ -21,6 +22,7 @@ from .connection import AmqpConnection
 log = logging.getLogger("queuecraft.amqp")
 
 DEFAULT_PORT = 5673
+DEPARTED_KEPT = 64
 PRODUCT = "Queuecraft"
 RABBITMQ_COMPATIBLE = "3.10.8"
 
@@ -73,6 +75,9 @@ class AmqpServer:
         self.on_activity = on_activity
         self.events = ServerEvents()
         self.connections: list[AmqpConnection] = []
+        self.departed: deque[AmqpConnection] = deque(maxlen=DEPARTED_KEPT)  # the last clients to leave
+        # Names a client may not take (the simulated producers' and consumers'): their nodes are taken.
+        self.reserved_names: Callable[[], Iterable[str]] = lambda: ()
         self._server: asyncio.Server | None = None
         self.address: tuple[str, int] | None = None
 
@@ -90,16 +95,21 @@ class AmqpServer:
     def listening(self) -> bool:
         return self._server is not None
 
-    async def stop(self) -> None:
+    def close(self) -> asyncio.Server | None:
         """Stop listening and close every client connection, as a stopping RabbitMQ does (320)."""
         server, self._server = self._server, None
         if server is not None:
             server.close()
         for connection in list(self.connections):
             connection.close()
+        self.address = None
+        return server
+
+    async def stop(self) -> None:
+        """``close``, then wait until the listening socket is closed."""
+        server = self.close()
         if server is not None:
             await server.wait_closed()
-        self.address = None
 
     # -- what connections tell the server --------------------------------------------------------------
 
@@ -130,6 +140,7 @@ class AmqpServer:
 
     def unique_client_name(self, name: str) -> str:
         taken = {c.name for c in self.connections if c.state in ("running", "closing")}
+        taken.update(self.reserved_names())
         if name not in taken:
             return name
         number = 2
@@ -138,6 +149,11 @@ class AmqpServer:
         return f"{name} ({number})"
 
     def client_opened(self, connection: AmqpConnection) -> None:
+        for earlier in list(self.departed):
+            if earlier.name == connection.name and earlier.vhost == connection.vhost:
+                # The same client back (a restarted service, say): one node, its counts carried on.
+                self.departed.remove(earlier)
+                connection.carry_on_from(earlier)
         ServerEvents.emit(self.events.client_opened, connection)
 
     def client_changed(self, connection: AmqpConnection) -> None:
@@ -150,6 +166,7 @@ class AmqpServer:
         if connection in self.connections:
             self.connections.remove(connection)
         if was_open:
+            self.departed.append(connection)
             log.info("'%s' disconnected", connection.name)
             ServerEvents.emit(self.events.client_closed, connection)
 
@@ -161,3 +178,16 @@ class AmqpServer:
 
     def open_clients(self) -> list[AmqpConnection]:
         return [c for c in self.connections if c.state == "running"]
+
+    def clients(self) -> list[AmqpConnection]:
+        """Every client that got as far as opening its vhost: connected, closing, or recently gone."""
+        seen = [c for c in self.connections if c.engine is not None]
+        return [*seen, *(c for c in self.departed if c not in seen)]
+
+    def read_counters(self, counters: dict[str, tuple[int, ...]]) -> None:
+        """Each client's producer and consumer counters, keyed by its nodes as a simulated one's are."""
+        for client in self.clients():
+            if client.published_count:
+                counters[client.producer_node] = client.producer_counters()
+            if client.has_consumed:
+                counters[client.consumer_node] = client.consumer_counters()

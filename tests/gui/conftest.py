@@ -51,3 +51,20 @@ def settings(tmp_path) -> QSettings:  # type: ignore[no-untyped-def]
 def run_for(loop: qasync.QEventLoop, seconds: float) -> None:
     """Let the Qt event loop (and the asyncio tasks in it) run for ``seconds`` of wall time."""
     loop.run_until_complete(asyncio.sleep(seconds))
+
+
+@pytest.fixture
+def window(qtbot, qasync_loop, settings, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """The main window as a user sees it, full size, its recovery files kept in the test's folder."""
+    from gui.main_window import MainWindow
+
+    monkeypatch.setattr("gui.file_actions.recovery_dir", lambda: tmp_path / "recovery")
+    win = MainWindow(settings)
+    qtbot.addWidget(win, before_close_func=lambda w: w.document.undo_stack.setClean())
+    win.resize(1440, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.controller.pause()
+    if win.listener.listening:
+        win.listener.stop()

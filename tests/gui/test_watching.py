@@ -7,25 +7,11 @@ import csv
 import math
 from pathlib import Path
 
-import pytest
-
 from engine.model import Binding, Consumer, Exchange, Producer, Queue, Topology
 from engine.sim import TOTALS_ID
 from gui.main_window import MainWindow
 
 from .conftest import run_for
-
-
-@pytest.fixture
-def window(qtbot, qasync_loop, settings, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("gui.file_actions.recovery_dir", lambda: tmp_path / "recovery")
-    win = MainWindow(settings)
-    qtbot.addWidget(win, before_close_func=lambda w: w.document.undo_stack.setClean())
-    win.resize(1440, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    win.controller.pause()
 
 
 def fates() -> Topology:
