@@ -1,4 +1,5 @@
-"""Headless commands: ``queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json]``."""
+"""Headless runs: ``queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json]`` on the
+built-in engine, or ``--broker amqp://...`` on a real RabbitMQ, its clients measured from their side."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import json
 import math
 import os
 import sys
+import urllib.parse
 from typing import Any
 
+from .model import Topology
 from .sim import PacedRunner, Simulation
 from .topology_file import TopologyFileError, load
 
@@ -40,10 +43,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="topology file (Queuecraft or RabbitMQ definitions JSON)")
     parser.add_argument("--duration", type=positive_seconds, default=60.0, help="simulated seconds to run (default 60)")
     parser.add_argument(
-        "--speed", type=parse_speed, default=math.inf, help="'max' (default) or virtual seconds per wall second"
+        "--speed", type=parse_speed, default=None, help="'max' (default) or virtual seconds per wall second"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same run")
     parser.add_argument("--json", action="store_true", help="print the counters as JSON")
+    parser.add_argument(
+        "--broker",
+        metavar="URL",
+        help="run on this RabbitMQ instead (amqp://user:pass@host:5672/vhost): the topology is declared there, "
+        "its producers and consumers run as pika clients for --duration wall seconds, then it is removed",
+    )
+    parser.add_argument("--management", metavar="URL", help="with --broker: the management API for policies")
+    parser.add_argument("--keep", action="store_true", help="with --broker: leave the topology declared afterwards")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -52,13 +63,58 @@ def run_command(args: argparse.Namespace) -> int:
     except TopologyFileError as exc:
         print(f"queuecraft: {exc}", file=sys.stderr)
         return 2
+    if args.broker:
+        return _run_on_broker(topology, args)
+    if args.management or args.keep:
+        print("queuecraft run: --management and --keep go with --broker", file=sys.stderr)
+        return 2
+    speed = math.inf if args.speed is None else args.speed
     sim = Simulation(topology, seed=args.seed, sample_interval=None)
-    if math.isinf(args.speed):
+    if math.isinf(speed):
         sim.run_for(args.duration)
     else:
-        asyncio.run(_run_paced(sim, args.duration, args.speed))
+        asyncio.run(_run_paced(sim, args.duration, speed))
     report = sim.report()
-    text = json.dumps(report, indent=2) + "\n" if args.json else format_report(report)
+    _print(json.dumps(report, indent=2) + "\n" if args.json else format_report(report))
+    return 0
+
+
+def _run_on_broker(topology: Topology, args: argparse.Namespace) -> int:
+    if args.speed is not None:
+        print("queuecraft run: --speed does not apply with --broker: a real broker runs in real time", file=sys.stderr)
+        return 2
+    from .remote import run_on_broker
+
+    try:
+        run, declared, removed = asyncio.run(
+            run_on_broker(topology, args.broker, args.duration, args.seed, args.management, args.keep)
+        )
+    except ValueError as exc:
+        print(f"queuecraft run: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a refused login, an unreachable host, a broker refusal: said plainly
+        why = str(exc) or "no broker answered there"
+        print(f"queuecraft run: {without_password(args.broker)}: {type(exc).__name__}: {why}", file=sys.stderr)
+        return 1
+    report = run.report()
+    if args.json:
+        report["declared"] = declared.__dict__
+        report["removed"] = removed.__dict__ if removed is not None else None
+        _print(json.dumps(report, indent=2) + "\n")
+    else:
+        after = removed.text("Removed afterwards") if removed is not None else "Left declared (--keep)."
+        _print(declared.text("Declared") + "\n\n" + format_broker_report(report) + "\n" + after + "\n")
+    return 0
+
+
+def without_password(url: str) -> str:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
+
+
+def _print(text: str) -> None:
     try:
         # Names are whatever the file held; never let one stop the report.
         sys.stdout.buffer.write(text.encode("utf-8", errors="backslashreplace"))
@@ -67,7 +123,6 @@ def run_command(args: argparse.Namespace) -> int:
         # The reader went away (| head): stop quietly, as command-line tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    return 0
 
 
 async def _run_paced(sim: Simulation, duration: float, speed: float) -> None:
@@ -201,6 +256,63 @@ def format_report(report: dict[str, Any]) -> str:
         keys = ", ".join(policy["not_simulated"])
         out.append(f"Policy {policy['name']!r} (vhost {policy['vhost']}): not simulated: {keys}\n")
     return "".join(out)
+
+
+def format_broker_report(report: dict[str, Any]) -> str:
+    """A run on a real RabbitMQ, as its clients measured it."""
+    published = sum(p["published"] for p in report["producers"])
+    returned = sum(p["returned"] for p in report["producers"])
+    out = [
+        f"Ran {report['time']:.1f} s on RabbitMQ at {report['broker']}, vhost {report['vhost']} "
+        f"(measured by the clients): published {published}, returned {returned}\n\n"
+    ]
+    out.append(
+        _table(
+            "Producers",
+            ["name", "exchange", "published", "returned", "msg/s"],
+            [
+                [p["name"], p["exchange"] or "(AMQP default)", p["published"], p["returned"], p["rate"]]
+                for p in report["producers"]
+            ],
+            text_columns=2,
+        )
+    )
+    out.append(
+        _table(
+            "Queues (at the end)",
+            ["name", "ready", "consumers"],
+            [[q["name"], _missing(q["depth"]), _missing(q["consumers"])] for q in report["queues"]],
+        )
+    )
+    out.append(
+        _table(
+            "Consumers",
+            ["name", "queue", "delivered", "acked", "nacked", "redelivered", "crashes", "msg/s", "p50 ms", "p99 ms"],
+            [
+                [
+                    c["name"],
+                    c["queue"],
+                    c["delivered"],
+                    c["acked"],
+                    c["nacked"],
+                    c["redelivered"],
+                    c["crashes"],
+                    c["rate"],
+                    _missing(c["latency_p50_ms"]),
+                    _missing(c["latency_p99_ms"]),
+                ]
+                for c in report["consumers"]
+            ],
+            text_columns=2,
+        )
+    )
+    for note in report["notes"]:
+        out.append(f"Note: {note}\n")
+    return "".join(out)
+
+
+def _missing(value: Any) -> Any:
+    return "-" if value is None else value
 
 
 def main(argv: list[str] | None = None) -> int:

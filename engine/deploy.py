@@ -47,7 +47,7 @@ class DeployReport:
         return "\n".join(lines)
 
 
-def _vhost_of(url: str) -> str:
+def vhost_of(url: str) -> str:
     path = urllib.parse.urlparse(url).path
     return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
 
@@ -73,12 +73,17 @@ def _http(base: str, auth: str, method: str, path: str, body: Any = None) -> Non
         pass
 
 
-def _definitions(topology: Topology, vhost: str) -> dict[str, Any]:
+def source_vhost(topology: Topology, vhost: str) -> str:
+    """The file's vhost that goes to the URL's ``vhost``: the same name, or the file's only one."""
     vhosts = {q.vhost for q in topology.queues} | {x.vhost for x in topology.exchanges}
     source = vhost if vhost in vhosts or not vhosts else next(iter(vhosts)) if len(vhosts) == 1 else None
     if source is None:
         raise ValueError(f"the file has vhosts {sorted(vhosts)}; the URL names '{vhost}', which is not one of them")
-    return vhost_definitions(topology, source)
+    return source
+
+
+def _definitions(topology: Topology, vhost: str) -> dict[str, Any]:
+    return vhost_definitions(topology, source_vhost(topology, vhost))
 
 
 def _binding_text(b: dict[str, Any]) -> str:
@@ -99,7 +104,7 @@ def _binding(channel: Any, b: dict[str, Any], unbind: bool) -> None:
 def deploy(topology: Topology, url: str, management: str | None = None, teardown: bool = False) -> DeployReport:
     import pika
 
-    vhost = _vhost_of(url)
+    vhost = vhost_of(url)
     definitions = _definitions(topology, vhost)
     report = DeployReport(vhost)
     exchanges = [x for x in definitions["exchanges"] if x["name"] and x["name"] not in BUILTIN_EXCHANGES]

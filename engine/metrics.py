@@ -194,6 +194,11 @@ class LatencyRecorder:
         self.current = {}
         self.recent.clear()
 
+    def summary(self, node: str) -> tuple[int, float, float] | None:
+        """Count, median and p99 of what was recorded for ``node`` since the last roll."""
+        histogram = self.current.get(node)
+        return self._summary(histogram) if histogram else None
+
     def _summary(self, histogram: dict[int, int]) -> tuple[int, float, float]:
         total = sum(histogram.values())
         ranks = (math.ceil(total * 0.5), math.ceil(total * 0.99))

@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="queuecraft",
         description="Draw a message topology, run it on a RabbitMQ-like engine and watch the messages move.",
-        epilog="Headless: queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json];"
+        epilog="Headless: queuecraft run FILE --duration SECONDS [--speed max|FACTOR] [--json] [--broker amqp://...];"
         " queuecraft serve [FILE] [--host 127.0.0.1] [--port 5673];"
         " queuecraft deploy FILE --url amqp://... [--teardown]",
     )
