@@ -121,6 +121,14 @@ class FlowLog:
         if self.traces.enabled:
             self.traces.record(entry)
 
+    def record(
+        self, time: float, kind: str, source: str | None, target: str | None, routing_key: str, msg_id: int
+    ) -> None:
+        """An event seen from outside the engine (a real broker's client), by its message's key and number."""
+        count = self.count
+        self._ring[count % self.capacity] = (count, time, kind, source, target, routing_key, msg_id, "")
+        self.count = count + 1
+
     def since(self, seq: int, limit: int | None = None) -> list[FlowEvent]:
         """Events numbered ``seq`` and later, oldest first; at most ``limit`` of the newest."""
         start = max(seq, self.count - self.capacity)

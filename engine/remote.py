@@ -27,11 +27,12 @@ from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel as PikaChannel
 
 from .deploy import DeployReport, deploy, source_vhost, vhost_of
-from .metrics import CounterHistory, LatencyRecorder
-from .model import Consumer, Producer, Topology, node_id
+from .metrics import CounterHistory, FlowLog, LatencyRecorder
+from .model import Consumer, Producer, Topology, node_id, split_node_id
 from .sim import TOTALS_ID, KeyTemplate, _stable_seed
 
 SENT_AT = "x-queuecraft-sent-at"  # a header with the publish time, for the latency a consumer sees
+MESSAGE_ID = "queuecraft-"  # message_id prefix: the number a message's tokens share on the canvas
 MAX_PER_TICK = 2000  # messages a producer publishes in one loop callback before it lets others run
 TICK = 0.005
 
@@ -123,6 +124,8 @@ class RemoteProducer(_Client):
         self.model = model
         self.rng = random.Random(_stable_seed(run.seed, model.id))
         self.template = KeyTemplate(model.routing_key)
+        self.exchange_id = None if model.exchange is None else _node("exchange", run.source_vhost, model.exchange)
+        self.halted = False  # as a simulated producer's: no faults on a real broker
         self.body = b"x" * model.body_size
         self.headers = _amqp_table(model.headers)
         self.published = 0
@@ -141,7 +144,7 @@ class RemoteProducer(_Client):
     def start(self) -> None:
         if self.model.rate <= 0 or self.model.exchange is None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self.run.loop
         first = self.rng.expovariate(self.model.rate) if self.model.pattern == "poisson" else self.rng.random()
         self._next_at = (
             loop.time() + first / self.model.rate if self.model.pattern != "poisson" else loop.time() + first
@@ -158,7 +161,7 @@ class RemoteProducer(_Client):
         return self.rng.expovariate(rate) if self.model.pattern == "poisson" else 1.0 / rate
 
     def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.run.loop
         now = loop.time()
         sent = 0
         while self._next_at <= now and sent < MAX_PER_TICK:
@@ -177,19 +180,24 @@ class RemoteProducer(_Client):
         now = time.time()
         if self.run.measure_latency:
             headers[SENT_AT] = int(now * 1_000_000)
+        run = self.run
+        msg_id = run.next_msg_id()
         properties = pika.BasicProperties(
-            headers=headers or None, delivery_mode=2 if model.persistent else None, timestamp=int(now)
+            headers=headers or None,
+            delivery_mode=2 if model.persistent else None,
+            timestamp=int(now),
+            message_id=f"{MESSAGE_ID}{msg_id}",
         )
+        routing_key = self.template.draw(self.rng)
         try:
-            channel.basic_publish(
-                model.exchange, self.template.draw(self.rng), self.body, properties, mandatory=model.mandatory
-            )
+            channel.basic_publish(model.exchange, routing_key, self.body, properties, mandatory=model.mandatory)
         except Exception as exc:  # noqa: BLE001 - a value the client cannot encode: said once, not raised per message
             self.last_error = f"cannot publish: {type(exc).__name__}: {exc}"
             self.run.note(f"{self.name}: {self.last_error}")
             self.stop()
             return
         self.published += 1
+        run.flow.record(run.now, "published", self.node_id, self.exchange_id, routing_key, msg_id)
 
     def counters(self) -> tuple[int, ...]:
         return (self.published, self.returned)
@@ -202,9 +210,13 @@ class RemoteConsumer(_Client):
         self.rng = random.Random(_stable_seed(run.seed, model.id))
         self.delivered = self.acked = self.processed = self.nacked = self.redelivered = 0
         self.failed = self.crashes = 0
-        self.held: list[tuple[int, float | None]] = []  # delivered, not yet worked on
+        self.held: list[tuple[int, float | None, str, int]] = []  # delivered, not yet worked on
+        self.queue_id = None if model.queue is None else _node("queue", run.source_vhost, model.queue)
         self.unacked = 0
         self.busy = False
+        self.killed = False  # as a simulated consumer's: no faults on a real broker
+        self.slowdown = 1.0
+        self.fault_failure: tuple[float, str] | None = None
         self._generation = 0
 
     async def connect(self) -> None:
@@ -225,12 +237,17 @@ class RemoteConsumer(_Client):
             self.redelivered += 1
         sent_at = (properties.headers or {}).get(SENT_AT)
         sent = sent_at / 1_000_000 if isinstance(sent_at, int) else None
+        message_id = properties.message_id or ""
+        msg_id = int(message_id[len(MESSAGE_ID) :]) if message_id[len(MESSAGE_ID) :].isdigit() else 0
+        key = method.routing_key
+        run = self.run
+        run.flow.record(run.now, "delivered", self.queue_id, self.node_id, key, msg_id)
         if self.model.ack_mode == "auto":
             self.acked += 1
             self._record_latency(sent)
         else:
             self.unacked += 1
-        self.held.append((method.delivery_tag, sent))
+        self.held.append((method.delivery_tag, sent, key, msg_id))
         if not self.busy:
             self._work_next()
 
@@ -243,13 +260,13 @@ class RemoteConsumer(_Client):
             self.busy = False
             return
         self.busy = True
-        tag, sent = self.held.pop(0)
+        tag, sent, key, msg_id = self.held.pop(0)
         model = self.model
         work = model.work_ms + ((self.rng.random() * 2 - 1) * model.work_spread_ms if model.work_spread_ms else 0.0)
-        loop = asyncio.get_running_loop()
-        loop.call_later(max(work, 0.0) / 1000.0, self._finish, tag, sent, self._generation)
+        loop = self.run.loop
+        loop.call_later(max(work, 0.0) / 1000.0, self._finish, tag, sent, key, msg_id, self._generation)
 
-    def _finish(self, tag: int, sent: float | None, generation: int) -> None:
+    def _finish(self, tag: int, sent: float | None, key: str, msg_id: int, generation: int) -> None:
         if generation != self._generation:
             return  # its channel is gone: the broker has the message back
         channel = self.channel
@@ -272,11 +289,13 @@ class RemoteConsumer(_Client):
                     channel.basic_nack(tag, requeue=True)
                 else:
                     channel.basic_reject(tag, requeue=False)
+                self.run.flow.record(self.run.now, "nacked", self.node_id, self.queue_id, key, msg_id)
         elif manual:
             channel.basic_ack(tag)
             self.acked += 1
             self.unacked -= 1
             self._record_latency(sent)
+            self.run.flow.record(self.run.now, "acked", self.node_id, self.queue_id, key, msg_id)
         self._work_next()
 
     def crash(self) -> None:
@@ -289,7 +308,7 @@ class RemoteConsumer(_Client):
         channel, self.channel = self.channel, None
         if channel is not None and channel.is_open:
             channel.close()
-        asyncio.get_running_loop().call_later(self.model.restart_ms / 1000.0, self._come_back)
+        self.run.loop.call_later(self.model.restart_ms / 1000.0, self._come_back)
 
     def _come_back(self) -> None:
         async def reopen() -> None:
@@ -379,8 +398,8 @@ class RemoteRun:
         self.seed = seed
         self.source_vhost = source_vhost(topology, vhost_of(url))
         vhost = self.source_vhost
-        self.producers = [RemoteProducer(self, p) for p in topology.producers if p.vhost == vhost]
-        self.consumers = [RemoteConsumer(self, c) for c in topology.consumers if c.vhost == vhost]
+        self.producers = {p.id: RemoteProducer(self, p) for p in topology.producers if p.vhost == vhost}
+        self.consumers = {c.id: RemoteConsumer(self, c) for c in topology.consumers if c.vhost == vhost}
         self.queue_names = [q.name for q in topology.queues if q.vhost == vhost]
         self.monitor = QueueMonitor(self, self.queue_names)
         headers_exchanges = [x for x in topology.exchanges if x.vhost == vhost and x.type == "headers"]
@@ -395,15 +414,42 @@ class RemoteRun:
         self.latency_whole_run = LatencyRecorder()
         self.sample_interval = sample_interval
         self.history = CounterHistory(self.read_counters, keep=int(300 / sample_interval) + 1)
+        self.flow = FlowLog()
+        self.flow.enabled = True
+        self.fault_log: list[tuple[float, str]] = []  # no faults are played on a real broker
+        self.unbound: set[str] = set()
+        self._msg_ids = 0
         self.notes: list[str] = []
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self._sampler: asyncio.TimerHandle | None = None
+        # Callbacks fire from the loop (under qasync, from Qt's own event processing, where no loop
+        # is "running"): they use the loop the run started on.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def clients(self) -> list[_Client]:
-        return [*self.producers, *self.consumers, self.monitor]
+        return [*self.producers.values(), *self.consumers.values(), self.monitor]
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        assert self._loop is not None, "the run has not started"
+        return self._loop
+
+    def next_msg_id(self) -> int:
+        self._msg_ids += 1
+        return self._msg_ids
+
+    def queue_ids(self) -> list[str]:
+        return [_node("queue", self.source_vhost, name) for name in self.queue_names]
+
+    def queue_limit(self, queue_id: str) -> int | None:
+        """A queue's x-max-length as declared (a policy's is the broker's business)."""
+        _, _, name = split_node_id(queue_id)
+        queue = self.topology.queue(self.source_vhost, name)
+        limit = queue.arguments.get("x-max-length") if queue is not None else None
+        return limit if isinstance(limit, int) else None
 
     @property
     def now(self) -> float:
@@ -422,31 +468,32 @@ class RemoteRun:
             self.notes.append(text)
 
     def spawn(self, coroutine: Any) -> None:
-        task = asyncio.ensure_future(coroutine)
+        task = self.loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         """Connect every client (consumers first, so nothing waits for them), then publish."""
-        for client in [self.monitor, *self.consumers, *self.producers]:
+        self._loop = asyncio.get_running_loop()
+        for client in [self.monitor, *self.consumers.values(), *self.producers.values()]:
             await client.connect()
         self.started_at = time.monotonic()
-        for producer in self.producers:
+        for producer in self.producers.values():
             producer.start()
         self._sample()
 
     def _sample(self) -> None:
         self.monitor.poll()
         self.history.sample(self.now, self.latency.roll())
-        self._sampler = asyncio.get_running_loop().call_later(self.sample_interval, self._sample)
+        self._sampler = self.loop.call_later(self.sample_interval, self._sample)
 
     async def stop(self, drain: float = 1.0) -> None:
         """Stop publishing; give the consumers up to ``drain`` seconds to finish what they hold;
         take the queues' depths a last time; close every connection."""
-        for producer in self.producers:
+        for producer in self.producers.values():
             producer.stop()
         waited = 0.0
-        while waited < drain and any(c.held or c.busy for c in self.consumers):
+        while waited < drain and any(c.held or c.busy for c in self.consumers.values()):
             await asyncio.sleep(0.02)
             waited += 0.02
         if self._sampler is not None:
@@ -474,7 +521,8 @@ class RemoteRun:
         counters: dict[str, tuple[int, ...]] = {}
         vhost = self.source_vhost
         published_to: dict[str, list[int]] = {}
-        for producer in self.producers:
+        producers, consumers = list(self.producers.values()), list(self.consumers.values())
+        for producer in producers:
             counters[producer.node_id] = producer.counters()
             if producer.model.exchange is not None:
                 entry = published_to.setdefault(producer.model.exchange, [0, 0])
@@ -484,7 +532,7 @@ class RemoteRun:
             # As the client sees it: what went in, and what came back unroutable (mandatory only).
             counters[_node("exchange", vhost, name)] = (received, received - returned, 0, returned)
         by_queue: dict[str, list[int]] = {}
-        for consumer in self.consumers:
+        for consumer in consumers:
             values = consumer.counters()
             counters[consumer.node_id] = values
             if consumer.model.queue is not None:
@@ -501,18 +549,18 @@ class RemoteRun:
             counters[_node("queue", vhost, name)] = (0, delivered, acked, depth, held, redelivered, 0, 0, 0, 0, nacked)
             ready += depth
             unacked += held
-        published = sum(p.published for p in self.producers)
-        returned = sum(p.returned for p in self.producers)
+        published = sum(p.published for p in producers)
+        returned = sum(p.returned for p in producers)
         counters[TOTALS_ID] = (
             published,
             published - returned,
             returned,
-            sum(c.delivered for c in self.consumers),
-            sum(c.acked for c in self.consumers),
+            sum(c.delivered for c in consumers),
+            sum(c.acked for c in consumers),
             ready,
             unacked,
-            sum(c.nacked for c in self.consumers),
-            sum(c.redelivered for c in self.consumers),
+            sum(c.nacked for c in consumers),
+            sum(c.redelivered for c in consumers),
             0,
             0,
             returned,
@@ -538,7 +586,7 @@ class RemoteRun:
                     "rate": round(p.published / elapsed, 1),
                     "last_error": p.last_error,
                 }
-                for p in self.producers
+                for p in self.producers.values()
             ],
             "queues": [
                 {
@@ -563,7 +611,7 @@ class RemoteRun:
                     "latency_p99_ms": _ms(latency(c.node_id), 2),
                     "last_error": c.last_error,
                 }
-                for c in self.consumers
+                for c in self.consumers.values()
             ],
             "notes": list(self.notes),
         }

@@ -904,6 +904,18 @@ class Simulation:
 
     # -- reading --------------------------------------------------------------------------
 
+    def queue_ids(self) -> list[str]:
+        """The queues the topology draws that the broker has, in the broker's order."""
+        shown = set(self.topology.node_ids())
+        return [queue.node_id for queue in self.broker.all_queues() if queue.node_id in shown]
+
+    def queue_limit(self, queue_id: str) -> int | None:
+        """A queue's length limit as the broker applies it (argument or policy), if any."""
+        _, vhost, name = split_node_id(queue_id)
+        host = self.broker.vhosts.get(vhost)
+        queue = host.queues.get(name) if host is not None else None
+        return queue.max_length if queue is not None else None
+
     def read_counters(self) -> dict[str, tuple[int, ...]]:
         counters: dict[str, tuple[int, ...]] = {}
         for producer in self.producers.values():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 from engine.metrics import CounterHistory, FlowLog
-from engine.model import split_node_id
 from engine.sim import Simulation
 
 from .details import C, Q, X
@@ -226,9 +225,7 @@ class FlowAnimator:
                 assert isinstance(item, QueueItem)
                 depth, unacked = values[Q["depth"]], values[Q["unacked"]]
                 item.set_status(f"ready {depth:,} · unacked {unacked:,}")
-                _, vhost, name = split_node_id(nid)
-                queue = sim.broker.vhosts[vhost].queues.get(name)
-                limit = queue.max_length if queue is not None else None
+                limit = sim.queue_limit(nid)
                 scale = depth_scale(depth, limit, self._depth_scales.get(nid, 0))
                 self._depth_scales[nid] = scale
                 item.set_depth(depth, scale)

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from engine.edits import EditRefused, connect, move_nodes, relations_between, rename_node
 from engine.model import Topology
+from engine.remote import RemoteRun
 from engine.sim import COUNTERS, TOTALS_ID, Simulation
 from engine.topology_file import TopologyFileError
 
@@ -46,6 +47,7 @@ from .listener import Listener
 from .messages_panel import MessagesPanel
 from .palette import Palette
 from .problems_panel import ProblemsPanel
+from .rabbitmq_run import RabbitRun
 from .rates_panel import RatesPanel
 from .run_actions import RunActions
 from .scene import GRID, TopologyScene
@@ -118,6 +120,7 @@ class MainWindow(QMainWindow):
         self.faults = FaultActions(self)
         self.listener = Listener(self)
         self.inspector.describe_live = self.listener.describe
+        self.rabbit = RabbitRun(self)
         self.timeline = TimelinePanel(self)
         self.timeline_dock = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.messages_dock, self.timeline_dock)
@@ -130,6 +133,7 @@ class MainWindow(QMainWindow):
             f"{name} 88,888,888" for name in ("published", "routed", "unroutable", "ready", "unacked", "acked")
         )
         self.totals_label.setMinimumWidth(self.totals_label.fontMetrics().horizontalAdvance(template) + 12)
+        self.statusBar().addPermanentWidget(self.rabbit.status)
         self.statusBar().addPermanentWidget(self.listener.status)
         self.statusBar().addPermanentWidget(self.totals_label)
 
@@ -137,7 +141,7 @@ class MainWindow(QMainWindow):
         self.document.changed.connect(self._on_document_changed)
         self.document.title_changed.connect(self._update_title)
         self.controller.simulation_replaced.connect(self._on_simulation_replaced)
-        self.controller.state_changed.connect(self._update_run_actions)
+        self.controller.state_changed.connect(self.update_run_actions)
         self.scene.selectionChanged.connect(self._on_selection_changed)
         self.scene.nodes_moved.connect(self._on_nodes_moved)
         self.view.connection_check = self._connection_verdict
@@ -166,7 +170,7 @@ class MainWindow(QMainWindow):
         self.frame_timer.start()
         self._on_topology_replaced()
         self._update_title()
-        self._update_run_actions()
+        self.update_run_actions()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -217,6 +221,8 @@ class MainWindow(QMainWindow):
             sim_menu.addAction(action)
         sim_menu.addSeparator()
         sim_menu.addAction(self.listener.toggle)
+        sim_menu.addAction(self.rabbit.start_action)
+        sim_menu.addAction(self.rabbit.stop_action)
         sim_menu.addSeparator()
         sim_menu.addAction(self.faults.restart_broker)
         sim_menu.addAction(self.faults.record)
@@ -281,6 +287,7 @@ class MainWindow(QMainWindow):
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         bar.addWidget(spacer)
+        bar.addAction(self.rabbit.stop_action)
         bar.addAction(self.listener.toggle)
         bar.addSeparator()
         bar.addAction(self.edits.layout)
@@ -418,6 +425,7 @@ class MainWindow(QMainWindow):
         self.scene.sync(topology, self.listener.shown(topology))
 
     def _on_topology_replaced(self) -> None:
+        self.rabbit.stop()  # another document: a RabbitMQ run of the last one ends
         self.scene.show_topology(self.document.topology)
         self.controller.load(self.document.topology)
         QTimer.singleShot(0, lambda: self.view.fit(readable=True))
@@ -430,6 +438,10 @@ class MainWindow(QMainWindow):
         trouble = self.controller.sync(topology)
         if trouble:
             self.statusBar().showMessage(trouble, 8000)
+        elif self.rabbit.active:
+            self.statusBar().showMessage(
+                "The edit applies to the simulation; the RabbitMQ run goes on with the topology it started with.", 8000
+            )
         self.rates.reset_if_queues_changed(self.controller.sim)
         if self.controller.sim is not None:
             self.scene.show_effective_settings(self.controller.sim)
@@ -451,27 +463,38 @@ class MainWindow(QMainWindow):
                 self.messages_dock.raise_()
 
     def _on_simulation_replaced(self) -> None:
-        sim = self.controller.sim
-        assert sim is not None
         self.listener.simulation_replaced()
-        self.animator.reset(sim.flow)
-        self.rates.reset(sim)
-        self.messages.set_simulation(sim)
+        if not self.rabbit.active:
+            self.watch(self.controller.sim)
+
+    def watch(self, run: Simulation | RemoteRun | None) -> None:
+        """The canvas, the graphs and the panels follow this run: the simulation's, or one on RabbitMQ."""
+        if run is None:
+            return
+        self.animator.reset(run.flow)
+        self.rates.reset(run)
+        self.messages.set_simulation(run if isinstance(run, Simulation) else None)
         self.runs.following = None
         self.timeline.refresh()
-        self.scene.show_effective_settings(sim)
+        if isinstance(run, Simulation):
+            self.scene.show_effective_settings(run)
+        self.update_run_actions()
         self.on_frame()
 
     def _update_title(self) -> None:
         marker = "*" if self.document.dirty else ""
         self.setWindowTitle(f"{self.document.display_name}{marker} — Queuecraft")
 
-    def _update_run_actions(self) -> None:
+    def update_run_actions(self) -> None:
         running = self.controller.running
-        loaded = self.controller.sim is not None
+        loaded = self.controller.sim is not None and self.rabbit.state == "idle"  # else RabbitMQ has the stage
         self.run_action.setEnabled(loaded and not running)
-        self.pause_action.setEnabled(running)
+        self.pause_action.setEnabled(loaded and running)
         self.reset_action.setEnabled(loaded)
+        for action in (self.runs.step, self.runs.follow):
+            action.setEnabled(loaded)
+        self.speed_box.setEnabled(loaded)
+        self.runs.seed_box.setEnabled(loaded)
 
     # -- per frame ----------------------------------------------------------------------------------
 
@@ -481,16 +504,20 @@ class MainWindow(QMainWindow):
         elapsed = min(now - self._last_frame, 0.25)
         self.frame_intervals.append(now - self._last_frame)
         self._last_frame = now
-        sim = self.controller.sim
+        remote = self.rabbit.run
+        sim: Simulation | RemoteRun | None = remote if remote is not None else self.controller.sim
         if sim is None:
             return
-        self.animator.advance(sim.flow, elapsed, self.controller.running)
-        self.runs.on_frame()
+        self.animator.advance(sim.flow, elapsed, remote is not None or self.controller.running)
+        if remote is None:
+            self.runs.on_frame()
         if now - self._counters_shown < self.COUNTERS_EVERY:
             return
         self.listener.on_frame()
-        self.messages.refresh()
-        self.timeline.refresh_played()
+        self.rabbit.on_frame()
+        if remote is None:
+            self.messages.refresh()
+            self.timeline.refresh_played()
         self.scene.show_fault_state(sim)
         self._counters_shown = now
         counters = sim.read_counters()
@@ -516,10 +543,14 @@ class MainWindow(QMainWindow):
         else:
             gc.collect(0)
 
-    def _show_totals(self, sim: Simulation, counters: dict[str, tuple[int, ...]]) -> None:
-        state = "running" if self.controller.running else "paused"
-        behind = " (engine behind)" if self.controller.runner is not None and self.controller.runner.behind else ""
-        self.time_label.setText(f"  t = {sim.now:8.1f} s  {state}{behind}")
+    def _show_totals(self, sim: Simulation | RemoteRun, counters: dict[str, tuple[int, ...]]) -> None:
+        if isinstance(sim, RemoteRun):
+            self.time_label.setText(f"  t = {sim.now:8.1f} s  on RabbitMQ")
+        else:
+            state = "running" if self.controller.running else "paused"
+            runner = self.controller.runner
+            behind = " (engine behind)" if runner is not None and runner.behind else ""
+            self.time_label.setText(f"  t = {sim.now:8.1f} s  {state}{behind}")
         totals = counters[TOTALS_ID]
         self.totals_label.setText(
             "published {:,}   routed {:,}   unroutable {:,}   ready {:,}   unacked {:,}   acked {:,}".format(
@@ -538,6 +569,7 @@ class MainWindow(QMainWindow):
             return
         self.files.forget_recovery()
         self.listener.close()
+        self.rabbit.close()
         self.controller.pause()
         self.frame_timer.stop()
         super().closeEvent(event)

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.model import display_name, split_node_id
+from engine.remote import RemoteRun
 from engine.routing import binding_parts
 from engine.series import LATENCY, Series, kind_of, series, to_csv, value_at
 from engine.sim import TOTALS_ID, Simulation
@@ -266,8 +267,7 @@ class RatesPanel(QWidget):
         sim = self.sim
         if sim is None:
             return []
-        shown = set(sim.topology.node_ids())
-        return [queue.node_id for queue in sim.broker.all_queues() if queue.node_id in shown]
+        return sim.queue_ids()
 
     @staticmethod
     def _queue_labels(queue_ids: list[str]) -> dict[str, str]:
@@ -280,8 +280,11 @@ class RatesPanel(QWidget):
 
     # -- following the simulation ------------------------------------------------------------------
 
-    def reset(self, sim: Simulation) -> None:
+    def reset(self, sim: Simulation | RemoteRun) -> None:
         self.sim = sim
+        clock = "simulated time (s)" if isinstance(sim, Simulation) else "time on RabbitMQ (s)"
+        for chart in self.charts:
+            chart.plot.setLabel("bottom", clock)
         self._queues_seen = self._queue_ids()
         self._markers_drawn = 0
         for chart in self.charts:

@@ -81,8 +81,8 @@ def queue_names(vhost: str) -> dict[str, int]:
 
 def test_producers_and_consumers_run_on_rabbitmq_at_their_rates_and_with_their_behaviours(vhost: str) -> None:
     run, declared, removed = asyncio.run(run_on_broker(shop(), url(vhost), 2.5, keep=True))
-    producer = run.producers[0]
-    payer, rejecter = run.consumers
+    (producer,) = run.producers.values()
+    payer, rejecter = run.consumers.values()
     # 40 msg/s for 2.5 s, steady.
     assert 90 <= producer.published <= 102
     # Every message reached the payer, who acked what it finished; none was lost on the way.
@@ -104,6 +104,14 @@ def test_producers_and_consumers_run_on_rabbitmq_at_their_rates_and_with_their_b
     assert counters["producer:/:web-shop"][0] == producer.published  # the file's nodes, whatever vhost ran them
     assert counters[TOTALS_ID][0] == producer.published
     assert len(run.history) >= 8
+    # Tokens for the canvas: each message published, delivered and settled, under one number.
+    events = run.flow.since(0)
+    published = {e.msg_id for e in events if e.kind == "published"}
+    assert len(published) == producer.published
+    delivered = [e for e in events if e.kind == "delivered" and e.target == "consumer:/:payer"]
+    assert len(delivered) == payer.delivered and {e.msg_id for e in delivered} <= published
+    assert all(e.source == "queue:/:payments" and e.routing_key == "order.created" for e in delivered)
+    assert sum(1 for e in events if e.kind == "nacked") == rejecter.nacked
     assert sorted(declared.queues) == ["backlog", "flaky", "parked", "payments"]
     assert removed is None  # kept: still there
     assert {"payments", "flaky", "parked", "backlog"} <= set(queue_names(vhost))
@@ -126,7 +134,7 @@ def test_a_consumer_that_requeues_or_crashes_sees_redeliveries_and_teardown_remo
         ],
     )
     run, _, removed = asyncio.run(run_on_broker(topology, url(vhost), 2.5))
-    requeuer, crasher = run.consumers
+    requeuer, crasher = run.consumers.values()
     assert requeuer.nacked > 3 and requeuer.redelivered > 3
     assert crasher.crashes >= 1 and crasher.redelivered >= 1
     assert crasher.delivered > crasher.crashes  # it came back after each crash and went on

@@ -1,0 +1,239 @@
+"""Simulation > Run on RabbitMQ: the open topology's producers and consumers, run on a real broker.
+
+The topology's exchanges, queues and bindings (and policies, through the management API) are
+declared on the broker; its producers and consumers connect there as pika clients named
+``queuecraft NAME`` and behave as configured; the canvas and the graphs show what those
+clients measure, as they show a simulation. Stopping closes the clients and, unless asked
+not to, removes exactly what was declared. The built-in simulation waits, paused, meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.cli import without_password
+from engine.deploy import DeployReport, deploy
+from engine.model import Topology
+from engine.remote import RemoteRun
+
+if TYPE_CHECKING:
+    from .main_window import MainWindow
+
+log = logging.getLogger("queuecraft.gui")
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+
+class RunOnRabbitDialog(QDialog):
+    """Where to run: the broker's AMQP URL, its management API, and whether to clean up after."""
+
+    def __init__(self, url: str, management: str, remove_after: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Run on RabbitMQ")
+        self.url = QLineEdit(url)
+        self.url.setMinimumWidth(380)
+        self.url.setToolTip("amqp://user:password@host:5672/vhost (%2F is the vhost '/')")
+        self.management = QLineEdit(management)
+        self.management.setPlaceholderText("http://HOST:15672 (for policies; optional)")
+        self.remove_after = QCheckBox("Remove what was declared when the run stops")
+        self.remove_after.setChecked(remove_after)
+        about = QLabel(
+            "The topology's exchanges, queues and bindings are declared on this broker, and its "
+            "producers and consumers connect to it as real clients named 'queuecraft NAME'. "
+            "The graphs show what those clients measure."
+        )
+        about.setWordWrap(True)
+        self.problem = QLabel()
+        self.problem.setStyleSheet("color: #c62828;")
+        self.problem.setWordWrap(True)
+        self.problem.hide()
+        form = QFormLayout()
+        form.addRow("AMQP URL", self.url)
+        form.addRow("Management API", self.management)
+        form.addRow("", self.remove_after)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Run")
+        buttons.accepted.connect(self._check)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(about)
+        layout.addLayout(form)
+        layout.addWidget(self.problem)
+        layout.addWidget(buttons)
+
+    def _check(self) -> None:
+        url = self.url.text().strip()
+        if not url.startswith(("amqp://", "amqps://")):
+            self.problem.setText("The URL must start with amqp:// or amqps://, e.g. " + DEFAULT_URL)
+            self.problem.show()
+            return
+        management = self.management.text().strip()
+        if management and not management.startswith(("http://", "https://")):
+            self.problem.setText("The management API is an http:// or https:// address, e.g. http://localhost:15672")
+            self.problem.show()
+            return
+        self.accept()
+
+
+class RabbitRun:
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        settings = window.settings
+        self.url = str(settings.value("rabbitmq_url", DEFAULT_URL))
+        self.management = str(settings.value("rabbitmq_management", ""))
+        self.remove_after = bool(settings.value("rabbitmq_remove_after", True, type=bool))
+        self.run: RemoteRun | None = None
+        self.state = "idle"  # idle, starting, running, stopping
+        self.declared: DeployReport | None = None
+        self.topology: Topology | None = None
+        self.start_action = window.make_action(
+            "Run on Rabbit&MQ…",
+            self.ask,
+            tip="Declare this topology on a real RabbitMQ and run its producers and consumers there as clients",
+        )
+        self.stop_action = window.make_action(
+            "Stop the RabbitMQ Run", self.stop, tip="Close the clients and remove what was declared"
+        )
+        self.stop_action.setIconText("Stop RabbitMQ Run")
+        self.stop_action.setVisible(False)
+        self.status = QLabel()
+        self.status.hide()
+        self._task: asyncio.Future[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        """The canvas and the graphs show the RabbitMQ run (it is running, or ending)."""
+        return self.run is not None
+
+    def ask(self) -> None:
+        dialog = RunOnRabbitDialog(self.url, self.management, self.remove_after, self.window)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        self.url = dialog.url.text().strip()
+        self.management = dialog.management.text().strip()
+        self.remove_after = dialog.remove_after.isChecked()
+        settings = self.window.settings
+        settings.setValue("rabbitmq_url", self.url)
+        settings.setValue("rabbitmq_management", self.management)
+        settings.setValue("rabbitmq_remove_after", self.remove_after)
+        self.start()
+
+    # -- starting and stopping ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.state != "idle":
+            return
+        self.window.controller.pause()
+        self.state = "starting"
+        self.topology = copy.deepcopy(self.window.document.topology)
+        self._show_state(f"Connecting to {without_password(self.url)}…")
+        self._task = asyncio.ensure_future(self._start(self.topology))
+
+    async def _start(self, topology: Topology) -> None:
+        loop = asyncio.get_running_loop()
+        url, management = self.url, self.management or None
+        try:
+            run = RemoteRun(topology, url)
+            self.declared = await loop.run_in_executor(None, lambda: deploy(topology, url, management))
+            await run.start()
+        except Exception as exc:  # noqa: BLE001 - whatever the broker or the network said, shown as said
+            self.state = "idle"
+            why = str(exc) or type(exc).__name__
+            self._show_state("")
+            self.window.statusBar().showMessage(f"Could not run on {without_password(url)}: {why}", 20000)
+            if self.declared is not None and self.remove_after:
+                await self._remove(topology)
+            self.declared = None
+            return
+        self.run = run
+        self.state = "running"
+        self.window.watch(run)
+        self._show_state("")
+        not_applied = self.declared.not_applied if self.declared is not None else []
+        extra = f" ({len(not_applied)} policies not applied: see the log)" if not_applied else ""
+        for line in not_applied:
+            log.warning("%s", line)
+        self.window.statusBar().showMessage(f"Running on RabbitMQ at {without_password(url)}{extra}", 10000)
+
+    def stop(self) -> None:
+        if self.state != "running" or self.run is None:
+            return
+        self.state = "stopping"
+        self._show_state("Stopping the RabbitMQ run…")
+        self._task = asyncio.ensure_future(self._stop(self.run))
+
+    async def _stop(self, run: RemoteRun) -> None:
+        await run.stop()
+        removed = ""
+        if self.remove_after and self.topology is not None:
+            removed = await self._remove(self.topology)
+        self.run = None
+        self.state = "idle"
+        self.declared = None
+        self.window.watch(self.window.controller.sim)
+        self._show_state("")
+        published = sum(p.published for p in run.producers.values())
+        acked = sum(c.acked for c in run.consumers.values())
+        self.window.statusBar().showMessage(
+            f"RabbitMQ run over ({run.now:.1f} s, {published:,} published, {acked:,} acked){removed}", 20000
+        )
+
+    async def _remove(self, topology: Topology) -> str:
+        url, management = self.url, self.management or None
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: deploy(topology, url, management, teardown=True)
+            )
+        except Exception as exc:  # noqa: BLE001
+            return f"; removing the topology failed: {exc}"
+        return f"; its {len(report.queues) + len(report.exchanges)} exchanges and queues removed"
+
+    def close(self) -> None:
+        """The window closes mid-run: the clients go, and what was declared is removed (blocking, once)."""
+        run, topology = self.run, self.topology
+        if run is None or topology is None:
+            return
+        for client in run.clients:
+            client.close()
+        self.run = None
+        if self.remove_after:
+            try:
+                deploy(topology, self.url, self.management or None, teardown=True)
+            except Exception as exc:  # noqa: BLE001 - the window is closing: say it, do not stop it
+                log.warning("removing the topology from %s failed: %s", without_password(self.url), exc)
+
+    # -- what the window shows ------------------------------------------------------------------------
+
+    def _show_state(self, text: str) -> None:
+        busy = self.state != "idle"
+        self.start_action.setEnabled(not busy)
+        self.stop_action.setVisible(busy)
+        self.stop_action.setEnabled(self.state == "running")
+        self.window.update_run_actions()
+        if text:
+            self.status.setText(f"  {text}  ")
+            self.status.show()
+        elif self.run is not None:
+            self.on_frame()
+            self.status.show()
+        else:
+            self.status.hide()
+
+    def on_frame(self) -> None:
+        run = self.run
+        if run is not None:
+            parsed = without_password(self.url).split("@")[-1]
+            self.status.setText(f"  On RabbitMQ {parsed}  ")
