@@ -185,3 +185,65 @@ def test_a_port_in_use_is_refused_with_the_reason_and_the_toggle_goes_back(windo
         assert "Cannot listen on 127.0.0.1" in window.statusBar().currentMessage()
     finally:
         taken.close()
+
+
+def test_hostile_clients_are_closed_while_the_window_the_simulation_and_a_good_client_carry_on(
+    window: MainWindow, qasync_loop
+) -> None:  # type: ignore[no-untyped-def]
+    from pamqp import body as content_body
+    from pamqp import commands, frame, header
+
+    from tests.wire.raw import PROTOCOL_HEADER, RawClient, raw_frame
+
+    load(window, SHOP)
+    port = start_listening(window, qasync_loop)
+    address = ("127.0.0.1", port)
+    good = Client(port, "steady-app", checkout)
+    good.start()
+    wait_for(qasync_loop, lambda: "producer:/:steady-app" in window.scene.nodes)
+    outcomes: dict[str, object] = {}
+
+    def attack() -> None:
+        with RawClient(address) as wrong_header:
+            wrong_header.send(b"GET / HTTP/1.1\r\n\r\n")
+            wrong_header.read(2.0)
+            outcomes["wrong header"] = (wrong_header.frames[0][1], wrong_header.closed().reply_code)
+        with RawClient(address) as unknown_frame:
+            unknown_frame.handshake()
+            unknown_frame.open_channel(1)
+            unknown_frame.send(raw_frame(9, 1, b"ab"))
+            outcomes["unknown frame type"] = unknown_frame.closed().reply_code
+        with RawClient(address) as too_big:
+            too_big.handshake(frame_max=4096)
+            too_big.open_channel(1)
+            too_big.method(1, commands.Basic.Publish(exchange="orders", routing_key="order.x"))
+            too_big.send(frame.marshal(header.ContentHeader(0, 10000, commands.Basic.Properties()), 1))
+            too_big.send(frame.marshal(content_body.ContentBody(b"x" * 10000), 1))
+            outcomes["frame too large"] = too_big.closed().reply_code
+        with RawClient(address) as stray:
+            stray.handshake()
+            stray.open_channel(1)
+            stray.send(frame.marshal(content_body.ContentBody(b"abc"), 1))
+            outcomes["content without a method"] = stray.closed().reply_code
+
+    attacker = threading.Thread(target=attack, daemon=True)
+    sim = window.controller.sim
+    before = (sim.now, len(window.frame_intervals), sim.read_counters()["producer:/:steady-app"][0])
+    attacker.start()
+    while attacker.is_alive():
+        run_for(qasync_loop, 0.1)
+    run_for(qasync_loop, 0.5)
+    good.stop.set()
+    good.join(10)
+    run_for(qasync_loop, 0.3)
+    assert outcomes == {
+        "wrong header": (PROTOCOL_HEADER, None),
+        "unknown frame type": 501,
+        "frame too large": 501,
+        "content without a method": 505,
+    }
+    # Nobody else noticed: the good client went on publishing, the run and the frames went on.
+    assert good.error is None
+    assert sim.read_counters()["producer:/:steady-app"][0] > before[2] + 10
+    assert sim.now > before[0] + 0.5 and len(window.frame_intervals) > before[1] + 20
+    assert window.controller.running and window.listener.listening
