@@ -9,9 +9,9 @@ import json
 import math
 import os
 import sys
-import urllib.parse
 from typing import Any
 
+from .deploy import DeployError, without_password
 from .model import Topology
 from .sim import PacedRunner, Simulation
 from .topology_file import TopologyFileError, load
@@ -94,24 +94,18 @@ def _run_on_broker(topology: Topology, args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - a refused login, an unreachable host, a broker refusal: said plainly
         why = str(exc) or "no broker answered there"
-        print(f"queuecraft run: {without_password(args.broker)}: {type(exc).__name__}: {why}", file=sys.stderr)
+        what = "" if isinstance(exc, DeployError) else f"{type(exc).__name__}: "
+        print(f"queuecraft run: {without_password(args.broker)}: {what}{why}", file=sys.stderr)
         return 1
     report = run.report()
     if args.json:
-        report["declared"] = declared.__dict__
-        report["removed"] = removed.__dict__ if removed is not None else None
+        report["declared"] = declared.as_dict()
+        report["removed"] = removed.as_dict() if removed is not None else None
         _print(json.dumps(report, indent=2) + "\n")
     else:
         after = removed.text("Removed afterwards") if removed is not None else "Left declared (--keep)."
         _print(declared.text("Declared") + "\n\n" + format_broker_report(report) + "\n" + after + "\n")
     return 0
-
-
-def without_password(url: str) -> str:
-    parsed = urllib.parse.urlparse(url)
-    if parsed.password is None:
-        return url
-    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
 
 
 def _print(text: str) -> None:

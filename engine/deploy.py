@@ -16,12 +16,17 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .export import vhost_definitions
 from .model import BUILTIN_EXCHANGES, Topology
 from .topology_file import TopologyFileError, load
+
+
+class DeployError(Exception):
+    """A deploy the broker refused part-way: what it had declared is removed again, and said."""
 
 
 @dataclass
@@ -31,7 +36,11 @@ class DeployReport:
     queues: list[str] = field(default_factory=list)
     bindings: list[str] = field(default_factory=list)
     policies: list[str] = field(default_factory=list)
+    already_there: list[str] = field(default_factory=list)  # "queue payments", ...: left as they were by undeploy
     not_applied: list[str] = field(default_factory=list)  # policies, with why
+    # what undeploy() does, in the order it was declared: ("exchange" | "queue", name),
+    # ("binding", definition) or ("policy", (name, the policy it replaced or None))
+    undo: list[tuple[str, Any]] = field(default_factory=list, repr=False)
 
     def text(self, verb: str) -> str:
         lines = [f"{verb} on vhost '{self.vhost}':"]
@@ -42,9 +51,31 @@ class DeployReport:
             ("policies", self.policies),
         ):
             lines.append(f"  {what} ({len(names)}): {', '.join(names) if names else '-'}")
+        if self.already_there:
+            lines.append(
+                f"  already there, kept as they were ({len(self.already_there)}): {', '.join(self.already_there)}"
+            )
         for entry in self.not_applied:
             lines.append(f"  not applied: {entry}")
         return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "undo"}
+
+
+def without_password(url: str) -> str:
+    parsed = urllib.parse.urlparse(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
+
+
+def check_url(url: str) -> None:
+    scheme = urllib.parse.urlparse(url).scheme
+    if scheme not in ("amqp", "amqps"):
+        raise ValueError(
+            f"'{scheme or url}' is not an AMQP URL: it starts amqp:// or amqps://, as amqp://guest:guest@localhost:5672/%2F"
+        )
 
 
 def vhost_of(url: str) -> str:
@@ -62,15 +93,17 @@ def _management_base(url: str, management: str | None) -> tuple[str, str]:
     return base.rstrip("/"), f"Basic {token}"
 
 
-def _http(base: str, auth: str, method: str, path: str, body: Any = None) -> None:
+def _http(base: str, auth: str, method: str, path: str, body: Any = None) -> Any:
+    """The management API's answer to one request, decoded (None when it has no body)."""
     request = urllib.request.Request(
         base + path,
         method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": auth, "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read()
+    return json.loads(text) if text else None
 
 
 def source_vhost(topology: Topology, vhost: str) -> str:
@@ -102,80 +135,275 @@ def _binding(channel: Any, b: dict[str, Any], unbind: bool) -> None:
 
 
 def deploy(topology: Topology, url: str, management: str | None = None, teardown: bool = False) -> DeployReport:
+    """Declare the topology on the broker at ``url``, noting what was already there (undeploy keeps
+    that as it was). When the broker refuses part of it, what had been declared is removed again
+    and DeployError says both. ``teardown`` instead removes everything the topology declares."""
     import pika
 
+    check_url(url)
     vhost = vhost_of(url)
     definitions = _definitions(topology, vhost)
+    if teardown:
+        return _remove_all(definitions, vhost, url, management)
+    report = DeployReport(vhost)
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+    except Exception as exc:
+        raise DeployError(f"{type(exc).__name__}: {exc or 'no broker answered there'}") from exc
+    try:
+        _declare(connection, definitions, report, _binding_lookup(vhost, url, management))
+        _policies(definitions["policies"], vhost, url, management, report)
+    except Exception as exc:
+        if connection.is_open:
+            connection.close()
+        refused = f"{type(exc).__name__}: {exc}"
+        raise DeployError(f"{refused}; {_roll_back(report, url, management)}") from exc
+    if connection.is_open:
+        connection.close()
+    return report
+
+
+def _declare(
+    connection: Any,
+    definitions: dict[str, Any],
+    report: DeployReport,
+    binding_exists: Callable[[dict[str, Any]], bool | None],
+) -> None:
+    exchanges = [x for x in definitions["exchanges"] if x["name"] and x["name"] not in BUILTIN_EXCHANGES]
+    probe = _Probe(connection)
+    channel = connection.channel()
+    found: set[tuple[str, str]] = set()
+    for x in exchanges:
+        there = probe.exists("exchange", x["name"])
+        channel.exchange_declare(
+            x["name"],
+            x.get("type", "direct"),
+            durable=x.get("durable", True),
+            auto_delete=x.get("auto_delete", False),
+            internal=x.get("internal", False),
+            arguments=x.get("arguments") or None,
+        )
+        report.exchanges.append(x["name"])
+        _note(report, "exchange", x["name"], there, found)
+    for q in definitions["queues"]:
+        there = probe.exists("queue", q["name"])
+        channel.queue_declare(
+            q["name"],
+            durable=q.get("durable", True),
+            auto_delete=q.get("auto_delete", False),
+            arguments=q.get("arguments") or None,
+        )
+        report.queues.append(q["name"])
+        _note(report, "queue", q["name"], there, found)
+    for b in definitions["bindings"]:
+        ends = {("exchange", b["source"]), (b["destination_type"], b["destination"])}
+        # A binding is new when one of its ends is; between two that were there, only the
+        # management API can tell, and without it the binding is kept afterwards, to be safe.
+        bound = binding_exists(b) if ends <= found else False
+        _binding(channel, b, unbind=False)
+        report.bindings.append(_binding_text(b))
+        if bound is False:
+            report.undo.append(("binding", b))
+        else:
+            maybe = "" if bound else " (perhaps: no management API to tell)"
+            report.already_there.append(f"binding {_binding_text(b)}{maybe}")
+
+
+def _binding_lookup(vhost: str, url: str, management: str | None) -> Callable[[dict[str, Any]], bool | None]:
+    """Whether a binding exists, as the management API says (None: no API to ask)."""
+    base, auth = _management_base(url, management)
+    quoted = urllib.parse.quote(vhost, safe="")
+
+    def exists(b: dict[str, Any]) -> bool | None:
+        kind = "q" if b["destination_type"] == "queue" else "e"
+        source, destination = (urllib.parse.quote(b[end], safe="") for end in ("source", "destination"))
+        try:
+            listed = _http(base, auth, "GET", f"/api/bindings/{quoted}/e/{source}/{kind}/{destination}")
+        except (urllib.error.URLError, OSError):
+            return None
+        key, arguments = b.get("routing_key", ""), b.get("arguments") or {}
+        return any(x.get("routing_key") == key and (x.get("arguments") or {}) == arguments for x in listed)
+
+    return exists
+
+
+def _note(report: DeployReport, kind: str, name: str, there: bool, found: set[tuple[str, str]]) -> None:
+    if there:
+        report.already_there.append(f"{kind} {name}")
+        found.add((kind, name))
+    else:
+        report.undo.append((kind, name))
+
+
+class _Probe:
+    """Asks whether an exchange or a queue exists (a passive declare) on a channel of its own,
+    which the broker closes when the answer is no."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.channel: Any = None
+
+    def exists(self, kind: str, name: str) -> bool:
+        import pika.exceptions
+
+        if self.channel is None or not self.channel.is_open:
+            self.channel = self.connection.channel()
+        try:
+            if kind == "queue":
+                self.channel.queue_declare(name, passive=True)
+            else:
+                self.channel.exchange_declare(name, passive=True)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            self.channel = None
+            if exc.reply_code == 404:
+                return False
+            raise
+        return True
+
+
+def undeploy(declared: DeployReport, url: str, management: str | None = None) -> DeployReport:
+    """Undo one deploy: remove what it declared that was not there before, and put back the
+    policies it replaced. What could not be removed is listed as not applied."""
+    import pika
+    import pika.exceptions
+
+    report = DeployReport(declared.vhost, already_there=list(declared.already_there))
+    steps = list(reversed(declared.undo))
+    amqp_steps = [step for step in steps if step[0] != "policy"]
+    policy_steps = [step for step in steps if step[0] == "policy"]
+    if policy_steps:
+        base, auth = _management_base(url, management)
+        quoted = urllib.parse.quote(declared.vhost, safe="")
+        for _, (name, previous) in policy_steps:
+            path = f"/api/policies/{quoted}/{urllib.parse.quote(name, safe='')}"
+            try:
+                if previous is None:
+                    _http(base, auth, "DELETE", path)
+                    report.policies.append(name)
+                else:
+                    _http(base, auth, "PUT", path, previous)
+                    report.policies.append(f"{name} (put back as it was)")
+            except (urllib.error.URLError, OSError) as exc:
+                report.not_applied.append(f"policy {name} not removed: {getattr(exc, 'reason', exc)}")
+    if not amqp_steps:
+        return report
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for kind, what in amqp_steps:
+            if not channel.is_open:
+                channel = connection.channel()
+            try:
+                if kind == "binding":
+                    _binding(channel, what, unbind=True)
+                    report.bindings.append(_binding_text(what))
+                elif kind == "queue":
+                    channel.queue_delete(what)
+                    report.queues.append(what)
+                else:
+                    channel.exchange_delete(what)
+                    report.exchanges.append(what)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                name = _binding_text(what) if kind == "binding" else what
+                report.not_applied.append(f"{kind} {name} not removed: {exc.reply_text}")
+    finally:
+        if connection.is_open:
+            connection.close()
+    return report
+
+
+def _roll_back(report: DeployReport, url: str, management: str | None) -> str:
+    """Undo a deploy that failed part-way, and say what that took."""
+    if not report.undo:
+        return "nothing had been declared"
+    try:
+        undone = undeploy(report, url, management)
+    except Exception as exc:  # noqa: BLE001 - the broker went away too: say what may be left
+        left = ", ".join(f"{kind} {what if kind != 'binding' else _binding_text(what)}" for kind, what in report.undo)
+        return f"removing what had been declared failed too ({type(exc).__name__}: {exc}); left there: {left}"
+    removed = [f"exchange {n}" for n in undone.exchanges] + [f"queue {n}" for n in undone.queues]
+    removed += [f"policy {n}" for n in undone.policies]
+    said = f"what had been declared is removed again ({', '.join(removed) or 'bindings only'})"
+    return said + "".join(f"; {entry}" for entry in undone.not_applied)
+
+
+def _remove_all(definitions: dict[str, Any], vhost: str, url: str, management: str | None) -> DeployReport:
+    import pika
+
     report = DeployReport(vhost)
     exchanges = [x for x in definitions["exchanges"] if x["name"] and x["name"] not in BUILTIN_EXCHANGES]
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        if teardown:
-            for b in definitions["bindings"]:
-                _binding(channel, b, unbind=True)
-                report.bindings.append(_binding_text(b))
-            for q in definitions["queues"]:
-                channel.queue_delete(q["name"])
-                report.queues.append(q["name"])
-            for x in exchanges:
-                channel.exchange_delete(x["name"])
-                report.exchanges.append(x["name"])
-        else:
-            for x in exchanges:
-                channel.exchange_declare(
-                    x["name"],
-                    x.get("type", "direct"),
-                    durable=x.get("durable", True),
-                    auto_delete=x.get("auto_delete", False),
-                    internal=x.get("internal", False),
-                    arguments=x.get("arguments") or None,
-                )
-                report.exchanges.append(x["name"])
-            for q in definitions["queues"]:
-                channel.queue_declare(
-                    q["name"],
-                    durable=q.get("durable", True),
-                    auto_delete=q.get("auto_delete", False),
-                    arguments=q.get("arguments") or None,
-                )
-                report.queues.append(q["name"])
-            for b in definitions["bindings"]:
-                _binding(channel, b, unbind=False)
-                report.bindings.append(_binding_text(b))
+        for b in definitions["bindings"]:
+            _binding(channel, b, unbind=True)
+            report.bindings.append(_binding_text(b))
+        for q in definitions["queues"]:
+            channel.queue_delete(q["name"])
+            report.queues.append(q["name"])
+        for x in exchanges:
+            channel.exchange_delete(x["name"])
+            report.exchanges.append(x["name"])
     finally:
         if connection.is_open:
             connection.close()
-    _policies(definitions["policies"], vhost, url, management, teardown, report)
+    base, auth = _management_base(url, management)
+    quoted = urllib.parse.quote(vhost, safe="")
+    for policy in definitions["policies"]:
+        try:
+            _http(base, auth, "DELETE", f"/api/policies/{quoted}/{urllib.parse.quote(policy['name'], safe='')}")
+            report.policies.append(policy["name"])
+        except urllib.error.HTTPError as exc:
+            report.not_applied.append(f"policy {policy['name']}: the management API answered {exc.code} {exc.reason}")
+        except (urllib.error.URLError, OSError) as exc:
+            report.not_applied.append(
+                f"policy {policy['name']}: no management API at {base} ({getattr(exc, 'reason', exc)})"
+            )
     return report
 
 
 def _policies(
-    policies: list[dict[str, Any]], vhost: str, url: str, management: str | None, teardown: bool, report: DeployReport
+    policies: list[dict[str, Any]], vhost: str, url: str, management: str | None, report: DeployReport
 ) -> None:
+    """Put each policy through the management API, remembering the one it replaces."""
     if not policies:
         return
     base, auth = _management_base(url, management)
     quoted = urllib.parse.quote(vhost, safe="")
     for policy in policies:
         path = f"/api/policies/{quoted}/{urllib.parse.quote(policy['name'], safe='')}"
+        body = {
+            "pattern": policy["pattern"],
+            "definition": policy.get("definition", {}),
+            "priority": policy.get("priority", 0),
+            "apply-to": policy.get("apply-to", "all"),
+        }
         try:
-            if teardown:
-                _http(base, auth, "DELETE", path)
-            else:
-                body = {
-                    "pattern": policy["pattern"],
-                    "definition": policy.get("definition", {}),
-                    "priority": policy.get("priority", 0),
-                    "apply-to": policy.get("apply-to", "all"),
-                }
+            previous = _existing_policy(base, auth, path)
+            if previous != body:
                 _http(base, auth, "PUT", path, body)
-            report.policies.append(policy["name"])
         except urllib.error.HTTPError as exc:
             report.not_applied.append(f"policy {policy['name']}: the management API answered {exc.code} {exc.reason}")
+            continue
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             report.not_applied.append(f"policy {policy['name']}: no management API at {base} ({reason})")
+            continue
+        report.policies.append(policy["name"])
+        if previous == body:
+            report.already_there.append(f"policy {policy['name']}")
+        else:
+            report.undo.append(("policy", (policy["name"], previous)))
+
+
+def _existing_policy(base: str, auth: str, path: str) -> dict[str, Any] | None:
+    try:
+        found = _http(base, auth, "GET", path)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise
+    return {key: found.get(key) for key in ("pattern", "definition", "priority", "apply-to")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"queuecraft deploy: {exc}", file=sys.stderr)
         return 2
+    except DeployError as exc:
+        print(f"queuecraft deploy: {without_password(args.url)}: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - a broker refusal or a connection failure, said plainly
-        print(f"queuecraft deploy: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"queuecraft deploy: {without_password(args.url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(report.text("Removed" if args.teardown else "Declared"))
     return 0

@@ -26,7 +26,7 @@ import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel as PikaChannel
 
-from .deploy import DeployReport, deploy, source_vhost, vhost_of
+from .deploy import DeployReport, check_url, deploy, source_vhost, undeploy, vhost_of
 from .metrics import CounterHistory, FlowLog, LatencyRecorder
 from .model import Consumer, Producer, Topology, node_id, split_node_id
 from .sim import TOTALS_ID, KeyTemplate, _stable_seed
@@ -394,6 +394,7 @@ class RemoteRun:
 
     def __init__(self, topology: Topology, url: str, seed: int = 0, sample_interval: float = 0.25) -> None:
         self.topology = topology
+        check_url(url)
         self.url = url
         self.seed = seed
         self.source_vhost = source_vhost(topology, vhost_of(url))
@@ -641,7 +642,7 @@ async def run_on_broker(
     keep: bool = False,
 ) -> tuple[RemoteRun, DeployReport, DeployReport | None]:
     """Deploy the topology, run its clients for ``duration`` wall seconds, then (unless ``keep``)
-    remove exactly what was declared. Deploying is blocking pika work: it runs off the loop."""
+    remove what it declared that was not there before. Deploying is blocking pika work: it runs off the loop."""
     loop = asyncio.get_running_loop()
     run = RemoteRun(topology, url, seed=seed)  # refuses a file whose vhosts do not fit the URL, before anything
     declared = await loop.run_in_executor(None, lambda: deploy(topology, url, management))
@@ -650,5 +651,5 @@ async def run_on_broker(
         await run.run_for(duration)
     finally:
         if not keep:
-            removed = await loop.run_in_executor(None, lambda: deploy(topology, url, management, teardown=True))
+            removed = await loop.run_in_executor(None, lambda: undeploy(declared, url, management))
     return run, declared, removed

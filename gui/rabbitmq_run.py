@@ -25,8 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.cli import without_password
-from engine.deploy import DeployReport, deploy
+from engine.deploy import DeployReport, deploy, undeploy, without_password
 from engine.model import Topology
 from engine.remote import RemoteRun
 
@@ -155,7 +154,7 @@ class RabbitRun:
             self._show_state("")
             self.window.statusBar().showMessage(f"Could not run on {without_password(url)}: {why}", 20000)
             if self.declared is not None and self.remove_after:
-                await self._remove(topology)
+                await self._remove(self.declared)
             self.declared = None
             return
         self.run = run
@@ -178,8 +177,8 @@ class RabbitRun:
     async def _stop(self, run: RemoteRun) -> None:
         await run.stop()
         removed = ""
-        if self.remove_after and self.topology is not None:
-            removed = await self._remove(self.topology)
+        if self.remove_after and self.declared is not None:
+            removed = await self._remove(self.declared)
         self.run = None
         self.state = "idle"
         self.declared = None
@@ -191,27 +190,28 @@ class RabbitRun:
             f"RabbitMQ run over ({run.now:.1f} s, {published:,} published, {acked:,} acked){removed}", 20000
         )
 
-    async def _remove(self, topology: Topology) -> str:
+    async def _remove(self, declared: DeployReport) -> str:
         url, management = self.url, self.management or None
         try:
-            report = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: deploy(topology, url, management, teardown=True)
-            )
+            report = await asyncio.get_running_loop().run_in_executor(None, lambda: undeploy(declared, url, management))
         except Exception as exc:  # noqa: BLE001
             return f"; removing the topology failed: {exc}"
-        return f"; its {len(report.queues) + len(report.exchanges)} exchanges and queues removed"
+        removed = f"; the {len(report.queues) + len(report.exchanges)} exchanges and queues it declared removed"
+        kept = f", {len(report.already_there)} that were there before kept" if report.already_there else ""
+        trouble = f"; {'; '.join(report.not_applied)}" if report.not_applied else ""
+        return removed + kept + trouble
 
     def close(self) -> None:
         """The window closes mid-run: the clients go, and what was declared is removed (blocking, once)."""
-        run, topology = self.run, self.topology
-        if run is None or topology is None:
+        run, declared = self.run, self.declared
+        if run is None:
             return
         for client in run.clients:
             client.close()
         self.run = None
-        if self.remove_after:
+        if self.remove_after and declared is not None:
             try:
-                deploy(topology, self.url, self.management or None, teardown=True)
+                undeploy(declared, self.url, self.management or None)
             except Exception as exc:  # noqa: BLE001 - the window is closing: say it, do not stop it
                 log.warning("removing the topology from %s failed: %s", without_password(self.url), exc)
 

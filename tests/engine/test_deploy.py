@@ -1,14 +1,19 @@
 """queuecraft deploy against the RabbitMQ here: what a topology declares arrives, policies go
-through the management API (or are listed as not applied), and teardown removes exactly it."""
+through the management API (or are listed as not applied), teardown removes exactly it, undoing
+one deploy keeps what was there before it, and a deploy the broker refuses part-way leaves
+nothing of itself behind."""
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 
+import pika
 import pytest
 
-from engine.deploy import deploy, main
+from engine.deploy import DeployError, deploy, main, undeploy
 from engine.model import Binding, Exchange, Policy, Queue, Topology
 from tests.conformance.drivers import RabbitAdmin
 
@@ -100,3 +105,92 @@ def test_the_command_says_what_it_did_and_refuses_a_vhost_the_file_does_not_have
     two = Topology(queues=[Queue("a", vhost="one"), Queue("b", vhost="two")])
     with pytest.raises(ValueError, match=f"the URL names '{vhost}', which is not one of them"):
         deploy(two, url(vhost))
+
+
+def publish(vhost: str, queue: str, count: int) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url(vhost)))
+    channel = connection.channel()
+    for i in range(count):
+        channel.basic_publish("", queue, f"kept {i}".encode())
+    connection.close()
+
+
+def test_undoing_a_deploy_keeps_what_was_there_before_it_and_puts_back_a_replaced_policy(vhost: str) -> None:
+    admin = RabbitAdmin()
+    quoted = admin.quote(vhost)
+    # Before: the queue payments with 7 messages, the exchange orders bound to it, a policy 'limits'.
+    admin.request("PUT", f"/queues/{quoted}/payments", {"durable": True, "arguments": {"x-message-ttl": 60000}})
+    admin.request("PUT", f"/exchanges/{quoted}/orders", {"type": "topic", "durable": True})
+    admin.request("POST", f"/bindings/{quoted}/e/orders/q/payments", {"routing_key": "order.created"})
+    admin.set_policy(vhost, "limits", "^payments$", {"max-length": 5000}, 0, "queues")
+    publish(vhost, "payments", 7)
+
+    declared = deploy(topology(), url(vhost))
+    assert set(declared.already_there) == {
+        "exchange orders",
+        "queue payments",
+        "binding orders → payments 'order.created'",
+    }
+    assert sorted(declared.queues) == ["audit-log", "eu", "payments"]
+    assert admin.request("GET", f"/policies/{quoted}/limits")["definition"] == {"max-length": 1000}
+
+    removed = undeploy(declared, url(vhost))
+    assert sorted(removed.queues) == ["audit-log", "eu"] and sorted(removed.exchanges) == ["audit", "h"]
+    assert removed.policies == ["limits (put back as it was)"] and removed.not_applied == []
+    queues = {q["name"]: q for q in admin.request("GET", f"/queues/{quoted}")}
+    assert set(queues) == {"payments"}
+    assert settled_messages(vhost, "payments") == 7
+    exchanges = {x["name"] for x in admin.request("GET", f"/exchanges/{quoted}")}
+    assert "orders" in exchanges and not exchanges & {"audit", "h"}
+    bindings = {(b["source"], b["destination"], b["routing_key"]) for b in admin.request("GET", f"/bindings/{quoted}")}
+    assert ("orders", "payments", "order.created") in bindings
+    assert ("orders", "audit", "#") not in bindings
+    assert admin.request("GET", f"/policies/{quoted}/limits")["definition"] == {"max-length": 5000}
+
+
+def test_a_binding_the_deploy_added_between_two_that_were_there_goes_and_an_equal_policy_stays(vhost: str) -> None:
+    admin = RabbitAdmin()
+    quoted = admin.quote(vhost)
+    admin.request("PUT", f"/queues/{quoted}/payments", {"durable": True, "arguments": {"x-message-ttl": 60000}})
+    admin.request("PUT", f"/exchanges/{quoted}/orders", {"type": "topic", "durable": True})
+    admin.set_policy(vhost, "limits", "^payments$", {"max-length": 1000}, 0, "queues")
+
+    declared = deploy(topology(), url(vhost))
+    assert "policy limits" in declared.already_there
+    undeploy(declared, url(vhost))
+    bindings = {(b["source"], b["destination"]) for b in admin.request("GET", f"/bindings/{quoted}")}
+    assert ("orders", "payments") not in bindings
+    assert admin.request("GET", f"/policies/{quoted}/limits")["definition"] == {"max-length": 1000}
+
+
+def test_a_deploy_refused_part_way_removes_what_it_had_declared_and_says_so(vhost: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    admin = RabbitAdmin()
+    quoted = admin.quote(vhost)
+    # 'eu' is there already, but not durable: declaring it durable is refused (406), after the
+    # exchanges, two queues and no binding yet.
+    admin.request("PUT", f"/queues/{quoted}/eu", {"durable": False})
+    with pytest.raises(DeployError) as refused:
+        deploy(topology(), url(vhost))
+    said = str(refused.value)
+    assert "PRECONDITION_FAILED" in said and "inequivalent arg 'durable'" in said
+    assert "removed again" in said and "queue payments" in said and "exchange orders" in said
+    assert {q["name"] for q in admin.request("GET", f"/queues/{quoted}")} == {"eu"}
+    exchanges = {x["name"] for x in admin.request("GET", f"/exchanges/{quoted}")}
+    assert not exchanges & {"orders", "audit", "h"}
+    assert admin.request("GET", f"/policies/{quoted}") == []
+
+    assert (
+        main(["topologies/ecommerce.json", "--url", f"amqp://guest:guest@127.0.0.1:5672/{urllib.parse.quote(vhost)}"])
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["topologies/ecommerce.json", "--url", f"http://127.0.0.1:15672/{vhost}"]) == 2
+    assert "not an AMQP URL" in capsys.readouterr().err
+
+
+def settled_messages(vhost: str, queue: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url(vhost)))
+    try:
+        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
+    finally:
+        connection.close()

@@ -159,3 +159,20 @@ def test_the_command_prints_the_client_side_report_and_refuses_what_does_not_fit
     assert main([str(path), "--broker", f"amqp://guest:secret@127.0.0.1:5672/{vhost}", "--duration", "1"]) == 1
     err = capsys.readouterr().err
     assert "ACCESS_REFUSED" in err and "secret" not in err and "guest:***@" in err
+
+
+def test_a_run_keeps_what_was_on_the_broker_before_it(vhost: str) -> None:
+    admin = RabbitAdmin()
+    admin.request("PUT", f"/queues/{admin.quote(vhost)}/backlog", {"durable": True})
+    connection = pika.BlockingConnection(pika.URLParameters(url(vhost)))
+    for i in range(4):
+        connection.channel().basic_publish("", "backlog", f"before the run {i}".encode())
+    connection.close()
+
+    run, declared, removed = asyncio.run(run_on_broker(shop(), url(vhost), 1.0))
+    assert declared.already_there == ["queue backlog"]
+    assert removed is not None and sorted(removed.queues) == ["flaky", "parked", "payments"]
+    (producer,) = run.producers.values()
+    assert set(queue_names(vhost)) == {"backlog"}
+    # Its messages from before the run are still there, with what the run sent it.
+    assert settled_depth(vhost, "backlog", 4 + producer.published) == 4 + producer.published
