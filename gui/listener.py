@@ -42,7 +42,7 @@ class Listener(QObject):
         self.toggle = window.make_action(
             "&Listen for AMQP Clients",
             self.set_listening,
-            "Ctrl+L",
+            "Ctrl+Shift+L",
             f"Open an AMQP 0-9-1 listener on {self.host}:{self.port}: real clients (pika, ...) join the simulation",
         )
         self.toggle.setCheckable(True)

@@ -133,3 +133,18 @@ def test_an_opened_topology_stays_whole_in_view_as_the_window_resizes(window: Ma
     qtbot.wait(50)
     assert window.view.zoom == pytest.approx(zoom)
     assert not everything_visible()
+
+
+def test_no_two_actions_share_a_shortcut(window: MainWindow) -> None:
+    """A key bound twice does nothing at all in Qt ("ambiguous shortcut"): each must be one action's."""
+    from PySide6.QtGui import QAction, QKeySequence
+
+    owners: dict[str, list[str]] = {}
+    for action in window.findChildren(QAction):
+        for sequence in action.shortcuts():
+            owners.setdefault(sequence.toString(QKeySequence.SequenceFormat.PortableText), []).append(
+                action.text().replace("&", "")
+            )
+    shared = {key: names for key, names in owners.items() if len(set(names)) > 1}
+    assert not shared
+    assert "Automatic Layout" in owners["Ctrl+L"] and owners["Ctrl+Shift+L"] == ["Listen for AMQP Clients"]
