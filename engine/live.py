@@ -71,6 +71,7 @@ class LiveOverlay:
     live_ids: set[str] = field(default_factory=set)  # nodes and bindings the document does not hold
     details: dict[str, str] = field(default_factory=dict)  # the detail line of each live node
     clients: dict[str, LiveClient] = field(default_factory=dict)  # by the client's producer and consumer node
+    connections: dict[str, AmqpConnection] = field(default_factory=dict)  # the same nodes' connections, to read afresh
     extra_edges: list[tuple[str, str, str, str]] = field(default_factory=list)  # relation, source, target, label
     fading: dict[str, float] = field(default_factory=dict)  # node -> opacity, for clients that left
 
@@ -217,19 +218,22 @@ def _add_client(overlay: LiveOverlay, connection: AmqpConnection, now: float) ->
             overlay.extra_edges.append(("publishes", nid, target, other_key))
             if other == "" and other_key:
                 overlay.extra_edges.append(("default", target, node_id("queue", vhost, other_key), other_key))
-        _mark_client(overlay, nid, client, detail, opacity)
+        _mark_client(overlay, nid, connection, client, detail, opacity)
     if connection.has_consumed:
         queues = client.consumes_from if client.connected else connection.last_consumed
         shown.consumers.append(Consumer(connection.name, queues[0] if queues else None, vhost))
         nid = connection.consumer_node
         for other in queues[1:]:
             overlay.extra_edges.append(("consumes", node_id("queue", vhost, other), nid, ""))
-        _mark_client(overlay, nid, client, detail, opacity)
+        _mark_client(overlay, nid, connection, client, detail, opacity)
 
 
-def _mark_client(overlay: LiveOverlay, nid: str, client: LiveClient, detail: str, opacity: float) -> None:
+def _mark_client(
+    overlay: LiveOverlay, nid: str, connection: AmqpConnection, client: LiveClient, detail: str, opacity: float
+) -> None:
     overlay.live_ids.add(nid)
     overlay.details[nid] = detail
     overlay.clients[nid] = client
+    overlay.connections[nid] = connection
     if opacity < 1.0:
         overlay.fading[nid] = opacity

@@ -190,6 +190,7 @@ class Inspector(QWidget):
         self.describe_live: Callable[[str], tuple[str, list[tuple[str, str]]] | None] = lambda nid: None
         self.widgets: dict[str, QWidget] = {}
         self.problems: dict[str, QLabel] = {}
+        self._live_values: list[tuple[str, QLabel]] = []  # the rows of a live form, to update in place
         self.title = QLabel()
         self.title.setStyleSheet("font-weight: bold; font-size: 11pt; padding: 4px 2px;")
         self.title.setWordWrap(True)
@@ -217,6 +218,7 @@ class Inspector(QWidget):
         self.subject = ids[0] if len(ids) == 1 else None
         form = QWidget()
         self.widgets, self.problems = {}, {}
+        self._live_values = []
         if not ids:
             # Nothing selected: what the topology is about, when its file says.
             topology = self.document.topology
@@ -247,15 +249,34 @@ class Inspector(QWidget):
         """A real client, or what one declared: shown as it is, changed only by the client."""
         self.title.setText(title)
         layout = QFormLayout(form)
+        self._live_values = []
         for label, value in rows:
             text = QLabel(value)
             text.setWordWrap(True)
             text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             layout.addRow(label, text)
+            self._live_values.append((label, text))
         note = QLabel("Not part of the document: this lives in the broker while the client keeps it.")
         note.setWordWrap(True)
         note.setStyleSheet("color: #607d8b;")
         layout.addRow(note)
+
+    def refresh_live(self) -> None:
+        """A selected client or client-made entity as it is now (its counts move, it may leave)."""
+        if self.subject is None or not self._live_values:
+            return
+        live = self.describe_live(self.subject)
+        if live is None:
+            self.show_selection([])
+            return
+        title, rows = live
+        if [label for label, _ in rows] != [label for label, _ in self._live_values]:
+            self.show_selection([self.subject])
+            return
+        self.title.setText(title)
+        for (_, value), (_, text) in zip(rows, self._live_values, strict=True):
+            if text.text() != value:
+                text.setText(value)
 
     @staticmethod
     def _message(form: QWidget, text: str) -> None:

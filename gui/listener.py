@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QLabel, QMenu
 
 from engine.amqp import DEFAULT_PORT, AmqpServer, UserBase, UsersError
 from engine.edits import find_binding
-from engine.live import LiveClient, LiveOverlay, live_overlay
+from engine.live import LiveClient, LiveOverlay, describe_client, live_overlay
 from engine.model import Binding, Exchange, Queue, Topology, split_node_id
 from engine.serve import attach_listener
 
@@ -39,6 +39,7 @@ class Listener(QObject):
         self.positions: dict[str, tuple[float, float]] = {}  # where live nodes were put, or dragged
         self._changed = False
         self._rebuilt = 0.0
+        self._inspected = 0.0
         self.toggle = window.make_action(
             "&Listen for AMQP Clients",
             self.set_listening,
@@ -172,6 +173,9 @@ class Listener(QObject):
         fading = self.overlay is not None and bool(self.overlay.fading)
         if self._changed or fading:
             self.window.sync_scene()
+        if now - self._inspected >= REBUILD_EVERY:
+            self._inspected = now
+            self.window.inspector.refresh_live()  # a selected client's counts, as they are now
         self._show_status()
 
     def _show_status(self) -> None:
@@ -200,7 +204,8 @@ class Listener(QObject):
         overlay = self.overlay
         if overlay is None or nid not in overlay.live_ids:
             return None
-        client: LiveClient | None = overlay.clients.get(nid)
+        connection = overlay.connections.get(nid)
+        client: LiveClient | None = describe_client(connection) if connection is not None else None
         kind = nid.split(":", 1)[0]
         if client is not None:
             role = "publishes" if kind == "producer" else "consumes"

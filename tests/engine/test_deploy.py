@@ -5,7 +5,6 @@ nothing of itself behind."""
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 import uuid
 from collections.abc import Iterator

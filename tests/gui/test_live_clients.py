@@ -79,6 +79,21 @@ def wait_for(qasync_loop, condition: Callable[[], bool], seconds: float = 8.0) -
         waited += 0.1
 
 
+def inspected(window: MainWindow, label: str) -> int | str:
+    """A row of the inspector's form for a live client, a number where it is one."""
+    for row, text in window.inspector._live_values:
+        if row == label:
+            value = text.text()
+            return int(value.replace(",", "")) if value.replace(",", "").isdigit() else value
+    raise AssertionError(f"no row {label!r} in the inspector")
+
+
+def counters_now(window: MainWindow) -> dict[str, tuple[int, ...]]:
+    sim = window.controller.sim
+    assert sim is not None
+    return sim.read_counters()
+
+
 def test_a_pika_client_appears_as_producer_and_consumer_with_its_queue_and_fades_when_it_leaves(
     window: MainWindow, qasync_loop, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -115,11 +130,16 @@ def test_a_pika_client_appears_as_producer_and_consumer_with_its_queue_and_fades
         scene.select_only([producer])
         assert window.inspector.title.text() == "Client: checkout-service (publishes)"
         assert window.rates.subject == producer
+        first = inspected(window, "Messages published")
+        # The inspector follows the client as it goes on, as the node does.
+        wait_for(qasync_loop, lambda: inspected(window, "Messages published") > first + 5)
+        assert inspected(window, "State") == "connected"
         scene.select_only(["queue:/:invoices"])
         assert "declared by a client" in window.inspector.title.text()
         # Dragging a client's node moves it without touching the document.
         window._on_nodes_moved({producer: (-500.0, 300.0)})
         assert window.listener.positions[producer] == (-500.0, 300.0)
+        scene.select_only([producer])
     finally:
         client.stop.set()
         client.join(10)
@@ -127,7 +147,11 @@ def test_a_pika_client_appears_as_producer_and_consumer_with_its_queue_and_fades
     wait_for(qasync_loop, lambda: not window.listener.server.open_clients())  # type: ignore[union-attr]
     wait_for(qasync_loop, lambda: scene.nodes.get(producer) is not None and scene.nodes[producer].opacity() < 1.0)
     assert scene.nodes[producer].detail == "disconnected"
+    wait_for(qasync_loop, lambda: inspected(window, "State") == "disconnected")
+    published = counters_now(window)[producer][0]
+    assert inspected(window, "Messages published") == published
     wait_for(qasync_loop, lambda: producer not in scene.nodes and consumer not in scene.nodes)
+    assert not window.inspector.title.text().startswith("Client:")  # it went: so did its form
     assert not window.document.dirty
     assert [q.name for q in window.document.topology.queues] == ["billing"]
     assert not any(nid in window.document.topology.layout for nid in (producer, consumer))
