@@ -12,6 +12,7 @@ their configured rates and behaviours.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import Any
 
 from .model import RABBIT_VERSION, Topology
@@ -124,9 +125,9 @@ def pika_script(topology: Topology, vhost: str) -> str:
         ],
     }
     # The spec goes into a raw triple-quoted string: JSON never holds three quotes in a row.
-    return _SCRIPT.replace("@TITLE@", title.replace('"""', "'''")).replace(
-        "@SPEC@", json.dumps(spec, indent=1, ensure_ascii=True)
-    )
+    url = "amqp://guest:guest@localhost:5672/" + urllib.parse.quote(vhost, safe="")
+    script = _SCRIPT.replace("@TITLE@", title.replace('"' * 3, "'" * 3)).replace("@URL@", url)
+    return script.replace("@SPEC@", json.dumps(spec, indent=1, ensure_ascii=True))
 
 
 _SCRIPT = r'''#!/usr/bin/env python3
@@ -137,7 +138,7 @@ its producers and consumers there as pika clients, at their rates and with their
 behaviours, and prints what they did. Needs Python 3.9+ and pika
 (pip install pika).
 
-    python this_script.py --url amqp://guest:guest@localhost:5672/%2F --duration 30
+    python this_script.py --url @URL@ --duration 30
     python this_script.py --url ... --declare-only      # just the topology
     python this_script.py --url ... --teardown          # delete what it declares
 
@@ -289,7 +290,7 @@ def run_consumer(params, spec, stop, stats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="amqp://guest:guest@localhost:5672/%2F")
+    parser.add_argument("--url", default="@URL@", help="the broker and vhost (default: %(default)s)")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to run producers and consumers")
     parser.add_argument("--declare-only", action="store_true")
     parser.add_argument("--teardown", action="store_true", help="delete the exchanges and queues it declares")
