@@ -39,6 +39,7 @@ class AMQPError(Exception):
     def __init__(self, reply_code: int, detail: str) -> None:
         self.reply_code = reply_code
         self.detail = detail
+        self.log_text: str | None = None  # what the broker's log says, when it says more than the client hears
         self.reply_text = f"{REPLY_NAMES.get(reply_code, 'ERROR')} - {detail}"
         super().__init__(self.reply_text)
 

@@ -1,4 +1,4 @@
-"""``queuecraft serve [FILE] [--host 127.0.0.1] [--port 5673]``: the engine, headless, open to AMQP clients.
+"""The engine, headless, open to AMQP 0-9-1 clients (queuecraft serve [FILE] [--host H] [--port 5673]).
 
 The topology's exchanges, queues, bindings and policies are declared, its
 simulated producers and consumers run in real time (unless ``--no-simulation``),

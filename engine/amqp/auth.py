@@ -163,6 +163,8 @@ class UserBase:
             f"Login was refused using authentication mechanism {mechanism}. For details see the broker logfile.",
         )
         if user is None or not user.password_matches(password):
+            # The client is told only that; the log says who, as RabbitMQ's does.
+            refused.log_text = f"{mechanism} login refused: user '{username}' - invalid credentials"
             raise refused
         if user.loopback_only and not is_loopback(peer):
             raise errors.ConnectionError(403, f"user '{username}' can only connect via localhost")

@@ -241,7 +241,7 @@ class AmqpConnection(asyncio.Protocol):
             try:
                 self.user = self.server.users.authenticate(method.mechanism, response, self.peer)
             except errors.AMQPError as exc:
-                log.warning("%s: %s", self.peer_text, exc.reply_text)
+                log.warning("%s: %s", self.peer_text, exc.log_text or exc.reply_text)
                 # Only a refused login is explained (to a client that asked); anything else hangs up.
                 if exc.reply_code == 403 and self.capability("authentication_failure_close"):
                     self.send(0, C.Close(exc.reply_code, exc.reply_text[:255], 0, 0))

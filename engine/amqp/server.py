@@ -88,7 +88,7 @@ class AmqpServer:
         self._server = await loop.create_server(lambda: AmqpConnection(self), host, port)
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
-        log.info("listening for AMQP 0-9-1 clients on %s:%d", *self.address)
+        log.debug("listening for AMQP 0-9-1 clients on %s:%d", *self.address)
         return self.address
 
     @property

@@ -228,6 +228,24 @@ def test_a_wrong_password_is_refused_with_access_refused_when_the_client_asks_to
         assert "ACCESS_REFUSED" in closed.reply_text
 
 
+def test_the_log_says_whose_login_was_refused_and_the_client_hears_only_that_it_was(served, caplog) -> None:  # type: ignore[no-untyped-def]
+    assert served.address is not None
+    with caplog.at_level("WARNING", logger="queuecraft.amqp"), RawClient(served.address) as client:
+        client.send(PROTOCOL_HEADER)
+        client.expect(commands.Connection.Start)
+        client.method(
+            0,
+            commands.Connection.StartOk(
+                client_properties={"capabilities": {"authentication_failure_close": True}},
+                mechanism="PLAIN",
+                response="\0mallory\0wrong",
+            ),
+        )
+        closed = client.closed()
+    assert "mallory" not in closed.reply_text
+    assert "PLAIN login refused: user 'mallory' - invalid credentials" in caplog.text
+
+
 def test_a_wrong_password_only_closes_the_socket_for_a_client_that_did_not_ask(broker_address):
     with RawClient(broker_address) as client:
         client.send(PROTOCOL_HEADER)
