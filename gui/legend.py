@@ -35,8 +35,13 @@ class FlowLegend(QWidget):
         self._resize()
         self.update()
 
-    def _rows(self) -> int:
-        return 1 + max(len(self.keys), 1) + (1 if self.more else 0) + 1 + 3
+    def _rows(self, keys: int | None = None) -> int:
+        keys = len(self.keys) if keys is None else keys
+        return 1 + max(keys, 1) + (1 if self.more else 0) + 1 + 3
+
+    def reserved_height(self) -> float:
+        """The height to keep free for it: it grows as keys are seen, four of them at least."""
+        return max(self._rows(4) * self.ROW + 2 * self.PAD, float(self.height()))
 
     RING = "ring: dead-lettered, requeued or returned"
     STRIPES = "flowing stripes: too busy for tokens"

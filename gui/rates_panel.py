@@ -95,6 +95,8 @@ def compact_number(value: float) -> str:
 class Chart:
     """One plot with its legend row above it."""
 
+    LEGEND_ENTRIES = 9  # three rows of three
+
     def __init__(self, graphics: pg.GraphicsLayoutWidget, col: int, title: str, unit: str) -> None:
         # The unit goes in the title: a rotated axis label costs more to draw than the whole curve.
         self.graphics = graphics
@@ -127,11 +129,16 @@ class Chart:
             self.plot.removeItem(curve)
         self.legend.clear()
         self.curves = {}
+        # The legend has three rows: past what they hold, the rest are counted, not listed.
+        listed = names if len(names) <= self.LEGEND_ENTRIES else names[: self.LEGEND_ENTRIES - 1]
         for name in names:
             pen = pg.mkPen(colors[name], width=1.8) if colors and name in colors else _pen(name)
             curve = self.plot.plot([], [], pen=pen, connect="finite")
             self.curves[name] = curve
-            self.legend.addItem(curve, (labels or {}).get(name, name))
+            if name in listed:
+                self.legend.addItem(curve, (labels or {}).get(name, name))
+        if len(listed) < len(names):
+            self.legend.addItem(pg.PlotDataItem(pen=None), f"… and {len(names) - len(listed)} more")
         # The legend resizes itself to the top left corner of the layout, over the titles:
         # the layout puts it back in its row.
         self.graphics.ci.layout.invalidate()
@@ -190,6 +197,7 @@ class RatesPanel(QWidget):
         self.rates_chart = Chart(self.graphics, 0, "Message rates", "msg/s")
         self.levels_chart = Chart(self.graphics, 1, "Queue depth", "messages")
         self.latency_chart = Chart(self.graphics, 2, "End-to-end latency", "ms")
+        self.latency_chart.legend.setColumnCount(2)  # p50 and p99, side by side, each with room
         for col in range(3):
             self.graphics.ci.layout.setColumnStretchFactor(col, 1)
         self.graphics.ci.layout.setRowMaximumHeight(1, self.LEGEND_HEIGHT)
@@ -259,7 +267,9 @@ class RatesPanel(QWidget):
             self.levels_chart.set_curves(shown, labels, colors)
         else:
             self.levels_chart.set_curves([name for name, _ in LEVELS.get(kind, ())])
-        self.latency_chart.set_curves(list(LATENCY) if kind in LATENCY_KINDS else [])
+        self.latency_chart.set_curves(
+            list(LATENCY) if kind in LATENCY_KINDS else [], {LATENCY[0]: "p50 (median)", LATENCY[1]: "p99"}
+        )
         self.levels_chart.show_empty("" if self.levels_chart.curves else "nothing is held here")
         self.latency_chart.show_empty("" if kind in LATENCY_KINDS else "select a queue or consumer")
 

@@ -193,7 +193,7 @@ class CanvasView(QGraphicsView):
 
     MIN_ZOOM, MAX_ZOOM = 0.2, 3.0
     FIT_PADDING = 24.0
-    READABLE_ZOOM = 0.62  # below this, node text is too small to read
+    READABLE_ZOOM = 0.55  # below this, node text is too small to read
     EMPTY_HINT = (
         "This topology is empty.\n"
         "Drag producers, exchanges, queues and consumers here from the palette,\n"
@@ -228,6 +228,10 @@ class CanvasView(QGraphicsView):
         self._fitted: bool | None = None  # None: not fitted; else the ``readable`` of the last fit
         self.legend = FlowLegend(self.viewport())
         self._place_legend()
+        # Scroll bars that come and go would change the viewport's size, so the fit, so the
+        # scene's rect, so the scroll bars again: they stay.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         for bar in (self.horizontalScrollBar(), self.verticalScrollBar()):
             bar.actionTriggered.connect(self._forget_fit)
 
@@ -260,7 +264,7 @@ class CanvasView(QGraphicsView):
         self.scale(new_zoom / self.zoom, new_zoom / self.zoom)
 
     def fit(self, readable: bool = False) -> None:
-        """Show the whole topology, no larger than 1.15x.
+        """Show the whole topology, no larger than 1.15x, clear of the legend where there is room.
 
         With ``readable`` (as when a file opens) a big topology is shown at the
         smallest zoom whose text can still be read, around its middle, instead.
@@ -271,6 +275,10 @@ class CanvasView(QGraphicsView):
         if rect.isEmpty():
             return
         self._fitted = readable
+        rect = self._clear_of_legend(rect)
+        scene_rect = self.topology_scene.sceneRect()
+        if not scene_rect.contains(rect):
+            self.topology_scene.setSceneRect(scene_rect.united(rect))
         self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
         if self.zoom > 1.15:
             self.scale(1.15 / self.zoom, 1.15 / self.zoom)
@@ -279,6 +287,27 @@ class CanvasView(QGraphicsView):
             # Too wide to show whole: show where the messages start, the left edge, mid-height.
             shown = self.mapToScene(self.viewport().rect()).boundingRect()
             self.centerOn(rect.left() + shown.width() / 2, rect.center().y())
+
+    def _clear_of_legend(self, rect: QRectF) -> QRectF:
+        """``rect`` grown by a band, right or above, where the legend sits: fitted, the topology
+        leaves the legend's corner free. The band that costs the least zoom wins; none, when
+        either would shrink the topology below readable and without it it would not."""
+        legend, viewport = self.legend, self.viewport().rect()
+        if not legend.isVisible() or rect.width() <= 0 or rect.height() <= 0:
+            return rect
+        width, height = viewport.width(), viewport.height()
+        band_w, band_h = legend.width() + 16.0, legend.reserved_height() + 16.0
+
+        def zoom(w: float, h: float) -> float:
+            return min(max(w, 1.0) / rect.width(), max(h, 1.0) / rect.height())
+
+        beside, below, plain = zoom(width - band_w, height), zoom(width, height - band_h), zoom(width, height)
+        best = max(beside, below)
+        if best < self.READABLE_ZOOM <= plain:
+            return rect
+        if beside >= below:
+            return rect.adjusted(0, 0, band_w / min(beside, 1.15), 0)
+        return rect.adjusted(0, -band_h / min(below, 1.15), 0, 0)
 
     def _forget_fit(self, *_: object) -> None:
         self._fitted = None
@@ -289,6 +318,11 @@ class CanvasView(QGraphicsView):
 
     def _place_legend(self) -> None:
         self.legend.place()
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        # Qt scrolls the viewport's child widgets with the scene: the legend stays in its corner.
+        super().scrollContentsBy(dx, dy)
+        self._place_legend()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)

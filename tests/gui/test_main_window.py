@@ -135,6 +135,33 @@ def test_an_opened_topology_stays_whole_in_view_as_the_window_resizes(window: Ma
     assert not everything_visible()
 
 
+@pytest.mark.parametrize("size", [(1280, 720), (1440, 900), (1920, 1080)])
+def test_fitted_the_topology_leaves_the_legend_its_corner_and_the_legend_stays_there_when_the_canvas_scrolls(
+    window: MainWindow, qtbot, size: tuple[int, int]
+) -> None:  # type: ignore[no-untyped-def]
+    window.resize(*size)
+    window.open_path(example_files()[0])  # the e-commerce example, wide and short
+    view = window.view
+    legend = view.legend.geometry()
+
+    def on_screen(nid: str):  # type: ignore[no-untyped-def]
+        return view.mapFromScene(window.scene.nodes[nid].sceneBoundingRect()).boundingRect()
+
+    def whole_and_clear() -> bool:
+        shown = view.mapToScene(view.viewport().rect()).boundingRect()
+        return shown.contains(window.scene.content_rect) and not any(
+            on_screen(nid).intersects(legend) for nid in window.scene.nodes
+        )
+
+    qtbot.waitUntil(whole_and_clear)
+    assert view.zoom >= view.READABLE_ZOOM
+    # Scrolled (as when clients' nodes arrive and the scene grows), the legend keeps its corner.
+    view.zoom_by(2.0)
+    view.horizontalScrollBar().setValue(view.horizontalScrollBar().maximum())
+    view.verticalScrollBar().setValue(view.verticalScrollBar().maximum())
+    assert view.legend.geometry() == legend
+
+
 def test_no_two_actions_share_a_shortcut(window: MainWindow) -> None:
     """A key bound twice does nothing at all in Qt ("ambiguous shortcut"): each must be one action's."""
     from PySide6.QtGui import QAction, QKeySequence
