@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from .export import vhost_definitions
@@ -70,12 +71,48 @@ def without_password(url: str) -> str:
     return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)).geturl()
 
 
+def amqp_table(value: Any, where: str) -> Any:
+    """Values as pika can send them in a table: floats as decimals (pika's tables have no
+    float), refused by name when even a decimal cannot hold them."""
+    if isinstance(value, dict):
+        return {
+            key: amqp_table(item, f"{where} '{key}'" if where.endswith(("header", "argument")) else where)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [amqp_table(item, where) for item in value]
+    if isinstance(value, float):
+        decimal = Decimal(repr(value))
+        exponent = decimal.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        if (
+            not (value == value and abs(value) != float("inf"))
+            or places > 255
+            or abs(int(decimal.scaleb(places))) >= 2**31
+        ):
+            raise ValueError(f"{where} = {value!r}: pika can send a float only as a decimal of at most 9 digits")
+        return decimal
+    return value
+
+
 def check_url(url: str) -> None:
+    """Refuse, saying which URL and why, what pika could not connect with."""
+    import pika
+
     scheme = urllib.parse.urlparse(url).scheme
     if scheme not in ("amqp", "amqps"):
         raise ValueError(
             f"'{scheme or url}' is not an AMQP URL: it starts amqp:// or amqps://, as amqp://guest:guest@localhost:5672/%2F"
         )
+    parsed = urllib.parse.urlparse(url)
+    if parsed.username is not None and parsed.password is None:
+        raise ValueError(f"{url}: user '{parsed.username}' without a password (amqp://USER:PASSWORD@HOST...)")
+    try:
+        pika.URLParameters(url)
+    except Exception as exc:  # noqa: BLE001 - pika says it in many ways (ValueError, SyntaxError, ...)
+        raise ValueError(
+            f"{without_password(url)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
 
 
 def vhost_of(url: str) -> str:
@@ -84,13 +121,31 @@ def vhost_of(url: str) -> str:
 
 
 def _management_base(url: str, management: str | None) -> tuple[str, str]:
-    """The management API's base URL and a Basic authorization header value."""
+    """The management API's base URL (without credentials) and a Basic authorization header value:
+    the management URL's own user, else the AMQP URL's. Unless told, the API is looked for on
+    port 15672 of the AMQP host, and only when the AMQP port is RabbitMQ's own (5672 or 5671):
+    a broker elsewhere has its API elsewhere, or none."""
     parsed = urllib.parse.urlparse(url)
     user = urllib.parse.unquote(parsed.username or "guest")
     password = urllib.parse.unquote(parsed.password or "guest")
-    base = management or f"http://{parsed.hostname or 'localhost'}:15672"
+    if management:
+        given = urllib.parse.urlparse(management)
+        if given.username is not None:
+            user, password = urllib.parse.unquote(given.username), urllib.parse.unquote(given.password or "")
+        netloc = given.hostname or ""
+        if given.port is not None:
+            netloc += f":{given.port}"
+        base = given._replace(netloc=netloc).geturl()
+    elif (parsed.port or (5671 if parsed.scheme == "amqps" else 5672)) in (5672, 5671):
+        base = f"http://{parsed.hostname or 'localhost'}:15672"
+    else:
+        raise NoManagementAPI(f"AMQP port {parsed.port} is not RabbitMQ's own: --management says where its API is")
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return base.rstrip("/"), f"Basic {token}"
+
+
+class NoManagementAPI(Exception):
+    """No management API to put policies through."""
 
 
 def _http(base: str, auth: str, method: str, path: str, body: Any = None) -> Any:
@@ -116,7 +171,17 @@ def source_vhost(topology: Topology, vhost: str) -> str:
 
 
 def _definitions(topology: Topology, vhost: str) -> dict[str, Any]:
-    return vhost_definitions(topology, source_vhost(topology, vhost))
+    """The vhost's definitions, their arguments as pika sends them (refused here, by name, before
+    anything is declared, when it cannot)."""
+    definitions = vhost_definitions(topology, source_vhost(topology, vhost))
+    for kind in ("exchanges", "queues"):
+        for entity in definitions[kind]:
+            if entity.get("arguments"):
+                entity["arguments"] = amqp_table(entity["arguments"], f"{kind[:-1]} '{entity['name']}': argument")
+    for b in definitions["bindings"]:
+        if b.get("arguments"):
+            b["arguments"] = amqp_table(b["arguments"], f"binding {_binding_text(b)}: argument")
+    return definitions
 
 
 def _binding_text(b: dict[str, Any]) -> str:
@@ -149,7 +214,7 @@ def deploy(topology: Topology, url: str, management: str | None = None, teardown
     try:
         connection = pika.BlockingConnection(pika.URLParameters(url))
     except Exception as exc:
-        raise DeployError(f"{type(exc).__name__}: {exc or 'no broker answered there'}") from exc
+        raise DeployError(f"{type(exc).__name__}: {str(exc) or 'no broker answered there'}") from exc
     try:
         _declare(connection, definitions, report, _binding_lookup(vhost, url, management))
         _policies(definitions["policies"], vhost, url, management, report)
@@ -211,7 +276,10 @@ def _declare(
 
 def _binding_lookup(vhost: str, url: str, management: str | None) -> Callable[[dict[str, Any]], bool | None]:
     """Whether a binding exists, as the management API says (None: no API to ask)."""
-    base, auth = _management_base(url, management)
+    try:
+        base, auth = _management_base(url, management)
+    except NoManagementAPI:
+        return lambda b: None
     quoted = urllib.parse.quote(vhost, safe="")
 
     def exists(b: dict[str, Any]) -> bool | None:
@@ -272,7 +340,7 @@ def undeploy(declared: DeployReport, url: str, management: str | None = None) ->
     amqp_steps = [step for step in steps if step[0] != "policy"]
     policy_steps = [step for step in steps if step[0] == "policy"]
     if policy_steps:
-        base, auth = _management_base(url, management)
+        base, auth = _management_base(url, management)  # it put them there: it is known
         quoted = urllib.parse.quote(declared.vhost, safe="")
         for _, (name, previous) in policy_steps:
             path = f"/api/policies/{quoted}/{urllib.parse.quote(name, safe='')}"
@@ -347,7 +415,11 @@ def _remove_all(definitions: dict[str, Any], vhost: str, url: str, management: s
     finally:
         if connection.is_open:
             connection.close()
-    base, auth = _management_base(url, management)
+    try:
+        base, auth = _management_base(url, management)
+    except NoManagementAPI as exc:
+        report.not_applied += [f"policy {policy['name']}: {exc}" for policy in definitions["policies"]]
+        return report
     quoted = urllib.parse.quote(vhost, safe="")
     for policy in definitions["policies"]:
         try:
@@ -368,7 +440,11 @@ def _policies(
     """Put each policy through the management API, remembering the one it replaces."""
     if not policies:
         return
-    base, auth = _management_base(url, management)
+    try:
+        base, auth = _management_base(url, management)
+    except NoManagementAPI as exc:
+        report.not_applied += [f"policy {policy['name']}: {exc}" for policy in policies]
+        return
     quoted = urllib.parse.quote(vhost, safe="")
     for policy in policies:
         path = f"/api/policies/{quoted}/{urllib.parse.quote(policy['name'], safe='')}"

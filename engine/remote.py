@@ -19,14 +19,13 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel as PikaChannel
 
-from .deploy import DeployReport, check_url, deploy, source_vhost, undeploy, vhost_of
+from .deploy import DeployReport, amqp_table, check_url, deploy, source_vhost, undeploy, vhost_of
 from .metrics import CounterHistory, FlowLog, LatencyRecorder
 from .model import Consumer, Producer, Topology, node_id, split_node_id
 from .sim import TOTALS_ID, KeyTemplate, _stable_seed
@@ -127,7 +126,7 @@ class RemoteProducer(_Client):
         self.exchange_id = None if model.exchange is None else _node("exchange", run.source_vhost, model.exchange)
         self.halted = False  # as a simulated producer's: no faults on a real broker
         self.body = b"x" * model.body_size
-        self.headers = _amqp_table(model.headers)
+        self.headers = amqp_table(model.headers, f"producer '{model.name}': header")
         self.published = 0
         self.returned = 0
         self._next_at = 0.0
@@ -616,17 +615,6 @@ class RemoteRun:
             ],
             "notes": list(self.notes),
         }
-
-
-def _amqp_table(value: Any) -> Any:
-    """Header values as pika can send them: floats as decimals (pika has no float in its tables)."""
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {key: _amqp_table(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_amqp_table(item) for item in value]
-    return value
 
 
 def _ms(summary: tuple[int, float, float] | None, index: int) -> float | None:

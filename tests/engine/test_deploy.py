@@ -5,14 +5,16 @@ nothing of itself behind."""
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pika
 import pytest
 
-from engine.deploy import DeployError, deploy, main, undeploy
+from engine.deploy import DeployError, NoManagementAPI, _management_base, deploy, main, undeploy
 from engine.model import Binding, Exchange, Policy, Queue, Topology
 from tests.conformance.drivers import RabbitAdmin
 
@@ -193,3 +195,57 @@ def settled_messages(vhost: str, queue: str) -> int:
         return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
     finally:
         connection.close()
+
+
+def test_float_arguments_go_as_decimals_and_one_no_decimal_holds_is_refused_by_name_first(vhost: str) -> None:
+    admin = RabbitAdmin()
+    quoted = admin.quote(vhost)
+    floats = Topology(
+        exchanges=[Exchange("h", type="headers")],
+        queues=[Queue("eu")],
+        bindings=[Binding("h", "eu", arguments={"x-match": "all", "weight": 1.5})],
+    )
+    declared = deploy(floats, url(vhost))
+    # Bound to 1.5, as a message with that header shows (the management API prints decimals its own way).
+    connection = pika.BlockingConnection(pika.URLParameters(url(vhost)))
+    channel = connection.channel()
+    for weight in (Decimal("1.5"), Decimal("2.5")):
+        channel.basic_publish("h", "", b"w", pika.BasicProperties(headers={"weight": weight}))
+    connection.close()
+    assert settled_messages(vhost, "eu") == 1
+    undeploy(declared, url(vhost))
+    floats.bindings[0].arguments["weight"] = 1e20
+    with pytest.raises(ValueError, match=r"binding h → eu: argument 'weight' = 1e\+20"):
+        deploy(floats, url(vhost))
+    assert admin.request("GET", f"/queues/{quoted}") == []  # refused before anything was declared
+
+
+def test_policies_need_a_management_api_named_for_a_broker_off_rabbitmqs_port_and_its_password_is_not_said(
+    vhost: str,
+) -> None:
+    # Another AMQP port is another broker: its API is not guessed to be this host's 15672.
+    with pytest.raises(DeployError):
+        deploy(topology(), "amqp://guest:guest@127.0.0.1:9/" + vhost)
+    with pytest.raises(NoManagementAPI, match="--management says where"):
+        _management_base("amqp://guest:guest@127.0.0.1:5680/%2F", None)
+    # A management URL may carry its own user; the reports never show its password.
+    report = deploy(topology(), url(vhost), management="http://guest:S3cret@127.0.0.1:9")
+    assert report.not_applied and not any("S3cret" in line for line in report.not_applied)
+    assert "http://127.0.0.1:9" in report.not_applied[0]
+    undeploy(report, url(vhost))
+    report = deploy(topology(), url(vhost), management="http://guest:guest@127.0.0.1:15672")
+    assert report.policies == ["limits"] and report.not_applied == []
+    undeploy(report, url(vhost))
+
+
+@pytest.mark.parametrize(
+    ("bad", "said"),
+    [
+        ("http://127.0.0.1:5672/%2F", "not an AMQP URL"),
+        ("amqp://guest@127.0.0.1/%2F", "user 'guest' without a password"),
+        ("amqp://guest:pw@127.0.0.1:99999/%2F", "amqp://guest:***@127.0.0.1:99999/%2F: Port out of range"),
+    ],
+)
+def test_a_url_pika_cannot_use_is_refused_saying_which_and_why(bad: str, said: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)):
+        deploy(topology(), bad)
