@@ -8,6 +8,7 @@ import asyncio
 import json
 import math
 import os
+import signal
 import sys
 from typing import Any
 
@@ -85,10 +86,19 @@ def _run_on_broker(topology: Topology, args: argparse.Namespace) -> int:
         return 2
     from .remote import run_on_broker
 
-    try:
-        run, declared, removed = asyncio.run(
-            run_on_broker(topology, args.broker, args.duration, args.seed, args.management, args.keep)
+    async def run_until_done_or_told() -> tuple[Any, Any, Any]:
+        # Ctrl+C, a terminal hanging up or a kill: the run ends as at its end (the clients stop,
+        # what it declared is removed, the report is printed), not with a traceback.
+        interrupt = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, interrupt.set)
+        return await run_on_broker(
+            topology, args.broker, args.duration, args.seed, args.management, args.keep, interrupt
         )
+
+    try:
+        run, declared, removed = asyncio.run(run_until_done_or_told())
     except ValueError as exc:
         print(f"queuecraft run: {exc}", file=sys.stderr)
         return 2

@@ -508,10 +508,18 @@ class RemoteRun:
                 break
             await asyncio.sleep(0.02)
 
-    async def run_for(self, seconds: float) -> None:
+    async def run_for(self, seconds: float, interrupt: asyncio.Event | None = None) -> None:
+        """Run ``seconds``, or until ``interrupt`` is set (a signal, say): stopped as at the end."""
         await self.start()
         try:
-            await asyncio.sleep(seconds)
+            if interrupt is None:
+                await asyncio.sleep(seconds)
+            else:
+                try:
+                    await asyncio.wait_for(interrupt.wait(), seconds)
+                    self.note(f"interrupted after {self.now:.1f} s of {seconds:g}")
+                except TimeoutError:
+                    pass
         finally:
             await self.stop()
 
@@ -628,6 +636,7 @@ async def run_on_broker(
     seed: int = 0,
     management: str | None = None,
     keep: bool = False,
+    interrupt: asyncio.Event | None = None,
 ) -> tuple[RemoteRun, DeployReport, DeployReport | None]:
     """Deploy the topology, run its clients for ``duration`` wall seconds, then (unless ``keep``)
     remove what it declared that was not there before. Deploying is blocking pika work: it runs off the loop."""
@@ -636,7 +645,7 @@ async def run_on_broker(
     declared = await loop.run_in_executor(None, lambda: deploy(topology, url, management))
     removed = None
     try:
-        await run.run_for(duration)
+        await run.run_for(duration, interrupt)
     finally:
         if not keep:
             removed = await loop.run_in_executor(None, lambda: undeploy(declared, url, management))

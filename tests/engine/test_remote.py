@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -176,3 +180,27 @@ def test_a_run_keeps_what_was_on_the_broker_before_it(vhost: str) -> None:
     assert set(queue_names(vhost)) == {"backlog"}
     # Its messages from before the run are still there, with what the run sent it.
     assert settled_depth(vhost, "backlog", 4 + producer.published) == 4 + producer.published
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_ends_the_run_as_its_end_would_the_topology_removed_and_the_report_printed(
+    vhost: str, tmp_path, signum: int
+) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "shop.json"
+    save(shop(), path)
+    command = [sys.executable, "-m", "engine.cli", str(path), "--broker", url(vhost), "--duration", "60"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "payments" not in queue_names(vhost):
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.1)
+        time.sleep(1.0)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert "interrupted after" in out and "Removed afterwards" in out
+    assert set(queue_names(vhost)) == set()
