@@ -10,6 +10,7 @@ not to, removes exactly what was declared. The built-in simulation waits, paused
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import logging
 from typing import TYPE_CHECKING
@@ -111,6 +112,11 @@ class RabbitRun:
         self.status = QLabel()
         self.status.hide()
         self._task: asyncio.Future[None] | None = None
+        # While starting: the run being started, and the declaring, on a thread of its own.
+        self._starting: RemoteRun | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="deploy")
+        self._deploying: concurrent.futures.Future[DeployReport] | None = None
+        self._abandoned = False
 
     @property
     def active(self) -> bool:
@@ -137,6 +143,8 @@ class RabbitRun:
             return
         self.window.controller.pause()
         self.state = "starting"
+        self._abandoned = False
+        self._deploying = None
         self.topology = copy.deepcopy(self.window.document.topology)
         self._show_state(f"Connecting to {without_password(self.url)}…")
         self._task = asyncio.ensure_future(self._start(self.topology))
@@ -144,10 +152,17 @@ class RabbitRun:
     async def _start(self, topology: Topology) -> None:
         loop = asyncio.get_running_loop()
         url, management = self.url, self.management or None
+        run: RemoteRun | None = None
         try:
-            run = RemoteRun(topology, url)
-            self.declared = await loop.run_in_executor(None, lambda: deploy(topology, url, management))
+            run = self._starting = RemoteRun(topology, url)
+            self._deploying = self._executor.submit(deploy, topology, url, management)
+            self.declared = await asyncio.wrap_future(self._deploying, loop=loop)
             await run.start()
+        except asyncio.CancelledError:
+            # Another document, or the window closing, while it started: what it did is undone.
+            if not self._abandoned:
+                await self._abandon(run)
+            raise
         except Exception as exc:  # noqa: BLE001 - whatever the broker or the network said, shown as said
             self.state = "idle"
             why = str(exc) or type(exc).__name__
@@ -157,6 +172,8 @@ class RabbitRun:
                 await self._remove(self.declared)
             self.declared = None
             return
+        finally:
+            self._starting = None
         self.run = run
         self.state = "running"
         self.window.watch(run)
@@ -167,7 +184,54 @@ class RabbitRun:
             log.warning("%s", line)
         self.window.statusBar().showMessage(f"Running on RabbitMQ at {without_password(url)}{extra}", 10000)
 
+    async def _abandon(self, run: RemoteRun | None) -> None:
+        """A start cut short: its clients closed, and (unless the person said to keep it) what
+        it declared removed, once the declaring has finished."""
+        self._abandoned = True
+        if run is not None:
+            for client in run.clients:
+                client.close()
+        declared = self.declared
+        if declared is None and self._deploying is not None:
+            try:
+                declared = await asyncio.wrap_future(self._deploying)
+            except Exception:  # noqa: BLE001 - it failed: it removed what it had declared itself
+                declared = None
+        if declared is not None and self.remove_after:
+            url, management = self.url, self.management or None
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, lambda: undeploy(declared, url, management))
+            except Exception as exc:  # noqa: BLE001
+                log.warning("removing the topology from %s failed: %s", without_password(url), exc)
+        self.declared = None
+        self.state = "idle"
+        self._show_state("")
+
+    def _abandon_now(self) -> None:
+        """The same, blocking: the window is closing and the loop will not run again."""
+        self._abandoned = True
+        if self._starting is not None:
+            for client in self._starting.clients:
+                client.close()
+        declared = self.declared
+        if declared is None and self._deploying is not None:
+            try:
+                declared = self._deploying.result(timeout=60)
+            except Exception:  # noqa: BLE001
+                declared = None
+        if declared is not None and self.remove_after:
+            try:
+                undeploy(declared, self.url, self.management or None)
+            except Exception as exc:  # noqa: BLE001 - the window is closing: say it, do not stop it
+                log.warning("removing the topology from %s failed: %s", without_password(self.url), exc)
+        self.declared = None
+        self.state = "idle"
+
     def stop(self) -> None:
+        if self.state == "starting" and self._task is not None:
+            self._task.cancel()  # it undoes what it did
+            self._show_state("")
+            return
         if self.state != "running" or self.run is None:
             return
         self.state = "stopping"
@@ -203,6 +267,11 @@ class RabbitRun:
 
     def close(self) -> None:
         """The window closes mid-run: the clients go, and what was declared is removed (blocking, once)."""
+        if self.state == "starting":
+            self._abandon_now()
+            if self._task is not None:
+                self._task.cancel()
+            return
         run, declared = self.run, self.declared
         if run is None:
             return

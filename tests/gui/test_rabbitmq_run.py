@@ -113,3 +113,47 @@ def test_the_dialog_refuses_an_address_that_is_not_amqp(qtbot) -> None:  # type:
     dialog.management.setText("http://localhost:15672")
     dialog._check()
     assert dialog.result() == QDialog.DialogCode.Accepted
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("after", [0.0, 0.05, 0.3])
+def test_another_document_while_the_run_starts_ends_it_and_leaves_nothing_on_the_broker(
+    window: MainWindow, qasync_loop, vhost: str, after: float
+) -> None:  # type: ignore[no-untyped-def]
+    load(window, SHOP)
+    rabbit = window.rabbit
+    rabbit.url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    rabbit.remove_after = True
+    rabbit.start()
+    run_for(qasync_loop, after)  # cut short before, during or after the declaring
+    load(window, Topology(queues=[Queue("other")]))
+    wait_for(qasync_loop, lambda: rabbit.state == "idle")
+    run_for(qasync_loop, 0.3)
+    assert rabbit.run is None and window.rates.sim is window.controller.sim
+    assert [q.name for q in window.document.topology.queues] == ["other"]
+    assert queues_on_broker(vhost) == set()
+    exchanges = {x["name"] for x in RabbitAdmin().request("GET", f"/exchanges/{RabbitAdmin.quote(vhost)}")}
+    assert "orders" not in exchanges
+
+
+@pytest.mark.rabbitmq
+@pytest.mark.parametrize("when", ["at once", "while declaring"])
+def test_closing_the_window_while_the_run_starts_leaves_nothing_on_the_broker(
+    window: MainWindow, qasync_loop, vhost: str, when: str
+) -> None:  # type: ignore[no-untyped-def]
+    load(window, SHOP)
+    rabbit = window.rabbit
+    rabbit.url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    rabbit.remove_after = True
+    rabbit.start()
+    if when == "while declaring":
+        for _ in range(100):
+            if rabbit._deploying is not None:
+                break
+            run_for(qasync_loop, 0.001)
+        assert rabbit._deploying is not None
+    assert rabbit.state == "starting"
+    rabbit.close()  # as the window's close does
+    assert rabbit.state == "idle"
+    assert queues_on_broker(vhost) == set()
+    assert "orders" not in {x["name"] for x in RabbitAdmin().request("GET", f"/exchanges/{RabbitAdmin.quote(vhost)}")}
