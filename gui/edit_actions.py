@@ -101,8 +101,16 @@ class EditActions(QObject):
     # -- selection helpers --------------------------------------------------------------------
 
     def _selected(self) -> tuple[list[str], list[str]]:
-        scene = self.window.scene
-        return scene.selected_node_ids(), scene.selected_edge_ids()
+        """The selected nodes and bindings the document holds: what real clients brought is
+        drawn, and selectable, but edits leave it alone (it is the broker's, not the file's)."""
+        scene, listener = self.window.scene, self.window.listener
+        nodes = [n for n in scene.selected_node_ids() if not listener.is_live(n)]
+        edges = [e for e in scene.selected_edge_ids() if not listener.is_live(e)]
+        if len(nodes) + len(edges) < len(scene.selected_node_ids()) + len(scene.selected_edge_ids()):
+            self.window.statusBar().showMessage(
+                "What real clients brought (LIVE) is the broker's, not the document's: edits leave it alone.", 6000
+            )
+        return nodes, edges
 
     def _removable_nodes(self, nodes: list[str]) -> list[str]:
         """Built-in exchanges are drawn but belong to the broker; they cannot be removed."""

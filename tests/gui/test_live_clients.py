@@ -139,6 +139,16 @@ def test_a_pika_client_appears_as_producer_and_consumer_with_its_queue_and_fades
         # Dragging a client's node moves it without touching the document.
         window._on_nodes_moved({producer: (-500.0, 300.0)})
         assert window.listener.positions[producer] == (-500.0, 300.0)
+        # Edits leave what clients brought alone: aligned with everything, deleted, it stays the broker's.
+        window.edits.select_everything()
+        window.edits.align_selection("left")
+        assert not {producer, consumer, "queue:/:invoices"} & set(window.document.topology.layout)
+        window.document.undo_stack.undo()
+        scene.select_only([producer, "queue:/:invoices"])
+        window.edits.delete_selection()
+        window.edits.duplicate_selection()
+        assert not window.document.dirty and "edits leave it alone" in window.statusBar().currentMessage()
+        assert producer in scene.nodes and "queue:/:invoices" in scene.nodes
         scene.select_only([producer])
     finally:
         client.stop.set()
