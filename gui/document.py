@@ -63,6 +63,8 @@ class Document(QObject):
         self.topology = Topology()
         self.path: Path | None = None
         self.undo_stack = QUndoStack(self)
+        # A last word on an edit from outside the document (a connected client's name, say): why not, or None.
+        self.edit_guard: Callable[[Topology], str | None] = lambda after: None
         self.undo_stack.setUndoLimit(self.UNDO_LIMIT)
         self.undo_stack.cleanChanged.connect(self._clean_changed)
 
@@ -133,6 +135,9 @@ class Document(QObject):
         problem = file_problem(after)
         if problem is not None:
             raise EditRefused(f"the topology would not save as a file that opens again ({problem})")
+        problem = self.edit_guard(after)
+        if problem is not None:
+            raise EditRefused(problem)
         self.undo_stack.push(EditCommand(self, label, before, after, merge_key))
         return result
 

@@ -194,6 +194,19 @@ class Listener(QObject):
                 self.positions[nid] = pos
         return kept
 
+    def name_clash(self, after: Topology) -> str | None:
+        """A producer or consumer an edit brings in (or renames) under a connected client's name
+        would be drawn as that client: refused while the client is there."""
+        server = self.server
+        if server is None:
+            return None
+        clients = {(c.vhost, c.name) for c in server.clients()}
+        before = set(self.window.document.topology.node_ids())
+        for node in [*after.producers, *after.consumers]:
+            if node.id not in before and (node.vhost, node.name) in clients:
+                return f"a connected client is named '{node.name}': name it otherwise while that client is here"
+        return None
+
     def is_live(self, nid: str) -> bool:
         return self.overlay is not None and nid in self.overlay.live_ids
 

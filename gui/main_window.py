@@ -120,6 +120,7 @@ class MainWindow(QMainWindow):
         self.faults = FaultActions(self)
         self.listener = Listener(self)
         self.inspector.describe_live = self.listener.describe
+        self.document.edit_guard = self.listener.name_clash
         self.rabbit = RabbitRun(self)
         self.timeline = TimelinePanel(self)
         self.timeline_dock = self._dock("Timeline", self.timeline, Qt.DockWidgetArea.RightDockWidgetArea)

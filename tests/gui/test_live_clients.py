@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pika
 
+from engine.edits import rename_node
 from engine.model import Binding, Consumer, Exchange, Producer, Queue, Topology
 from gui.main_window import MainWindow
 
@@ -149,6 +150,11 @@ def test_a_pika_client_appears_as_producer_and_consumer_with_its_queue_and_fades
         window.edits.duplicate_selection()
         assert not window.document.dirty and "edits leave it alone" in window.statusBar().currentMessage()
         assert producer in scene.nodes and "queue:/:invoices" in scene.nodes
+        # A document node may not take a connected client's name: it would be drawn as the client.
+        taken = lambda topology: rename_node(topology, "producer:/:storefront", "checkout-service")  # noqa: E731
+        assert not window.apply_edit("Rename", taken)
+        assert "a connected client is named 'checkout-service'" in window.statusBar().currentMessage()
+        assert [p.name for p in window.document.topology.producers] == ["storefront"]
         scene.select_only([producer])
     finally:
         client.stop.set()
