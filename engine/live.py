@@ -21,6 +21,9 @@ from .layout import complete_layout
 from .model import Binding, Consumer, Exchange, Producer, Queue, Topology, is_builtin_exchange, node_id
 
 FADE_SECONDS = 6.0
+# Client-declared exchanges and queues drawn at most (besides those clients publish to or consume
+# from): a client that declares thousands would otherwise cost the canvas seconds per redraw.
+MAX_DECLARED_DRAWN = 150
 
 
 @dataclass
@@ -74,6 +77,7 @@ class LiveOverlay:
     connections: dict[str, AmqpConnection] = field(default_factory=dict)  # the same nodes' connections, to read afresh
     extra_edges: list[tuple[str, str, str, str]] = field(default_factory=list)  # relation, source, target, label
     fading: dict[str, float] = field(default_factory=dict)  # node -> opacity, for clients that left
+    not_drawn: int = 0  # client-declared exchanges and queues past MAX_DECLARED_DRAWN
 
 
 def client_product(properties: dict[str, object]) -> str:
@@ -126,7 +130,12 @@ def live_overlay(
     shown.producers = list(document.producers)
     shown.consumers = list(document.consumers)
     overlay = LiveOverlay(shown)
-    _add_declared(overlay, document, broker)
+    used: set[str] = set()
+    for connection in clients:
+        used.update(node_id("exchange", connection.vhost, x) for x in connection.publishes_to)
+        queues = connection.consumed_queues() if connection.state == "running" else connection.last_consumed
+        used.update(node_id("queue", connection.vhost, q) for q in queues)
+    _add_declared(overlay, document, broker, used)
     for connection in clients:
         _add_client(overlay, connection, now)
     shown.layout = {**positions, **document.layout}
@@ -137,9 +146,19 @@ def live_overlay(
     return overlay
 
 
-def _add_declared(overlay: LiveOverlay, document: Topology, broker: Broker) -> None:
+def _add_declared(overlay: LiveOverlay, document: Topology, broker: Broker, used: set[str]) -> None:
     shown = overlay.topology
     in_document = set(document.node_ids())
+    drawn = 0
+
+    def room_for(nid: str) -> bool:
+        nonlocal drawn
+        if nid in used or drawn < MAX_DECLARED_DRAWN:
+            drawn += nid not in used
+            return True
+        overlay.not_drawn += 1
+        return False
+
     bindings = {model_binding_id(b) for b in document.bindings}
     for vhost in document.vhost_names():
         host = broker.vhosts.get(vhost)
@@ -147,6 +166,8 @@ def _add_declared(overlay: LiveOverlay, document: Topology, broker: Broker) -> N
             continue
         for exchange in host.exchanges.values():
             if exchange.node_id in in_document or is_builtin_exchange(exchange.name):
+                continue
+            if not room_for(exchange.node_id):
                 continue
             shown.exchanges.append(
                 Exchange(
@@ -164,6 +185,8 @@ def _add_declared(overlay: LiveOverlay, document: Topology, broker: Broker) -> N
         for queue in host.queues.values():
             if queue.node_id in in_document:
                 continue
+            if not room_for(queue.node_id):
+                continue
             shown.queues.append(
                 Queue(
                     queue.name,
@@ -180,9 +203,14 @@ def _add_declared(overlay: LiveOverlay, document: Topology, broker: Broker) -> N
                 word for word, on in (("exclusive", queue.exclusive_owner), ("auto-delete", queue.auto_delete)) if on
             ]
             overlay.details[queue.node_id] = " · ".join([*traits, "from a client"])
+        ends = in_document | overlay.live_ids
         for exchange in host.exchanges.values():
+            if exchange.node_id not in ends and not is_builtin_exchange(exchange.name):
+                continue
             for binding in exchange.router.bindings:
                 if binding.node_id in bindings:
+                    continue
+                if node_id(binding.destination_type, vhost, binding.destination) not in ends:
                     continue
                 shown.bindings.append(
                     Binding(

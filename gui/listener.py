@@ -183,7 +183,9 @@ class Listener(QObject):
         if server is None:
             return
         count = len(server.open_clients())
-        self.status.setText(f"  {self.url}  ·  {count} client{'s' if count != 1 else ''}  ")
+        hidden = self.overlay.not_drawn if self.overlay is not None else 0
+        more = f"  ·  {hidden:,} exchanges and queues from clients not drawn" if hidden else ""
+        self.status.setText(f"  {self.url}  ·  {count} client{'s' if count != 1 else ''}{more}  ")
 
     def moved(self, positions: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
         """Live nodes dragged: kept here, not in the document. Returns the rest, the document's."""

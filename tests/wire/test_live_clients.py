@@ -170,3 +170,28 @@ def test_a_departed_client_fades_then_goes_and_one_coming_back_takes_its_node_ag
         assert counters(served)["producer:/:nightly-job"] == (3, 0)
     finally:
         again.close()
+
+
+def test_a_client_that_declares_hundreds_of_queues_has_a_bounded_drawing_with_the_ones_it_uses(
+    served: BrokerThread,
+) -> None:
+    from engine.live import MAX_DECLARED_DRAWN
+
+    connection = connect(served, "declarer")
+    try:
+        channel = connection.channel()
+        many = MAX_DECLARED_DRAWN + 250
+        for i in range(many):
+            channel.queue_declare(f"many-{i}")
+            channel.queue_bind(f"many-{i}", "orders", f"many.{i}")
+        channel.basic_consume(f"many-{many - 1}", lambda *args: None, auto_ack=True)  # the last one declared
+        wait_until(lambda: overlay(served).not_drawn == many - MAX_DECLARED_DRAWN - 1)
+        shown = overlay(served)
+        drawn = {q.name for q in shown.topology.queues} - {"billing"}
+        assert len(drawn) == MAX_DECLARED_DRAWN + 1 and f"many-{many - 1}" in drawn
+        # Every binding drawn has both its ends drawn.
+        names = {q.name for q in shown.topology.queues} | {x.name for x in shown.topology.exchanges}
+        assert all(b.destination in names for b in shown.topology.bindings)
+        assert sum(1 for b in shown.topology.bindings if b.source == "orders") == MAX_DECLARED_DRAWN + 2
+    finally:
+        connection.close()
