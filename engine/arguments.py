@@ -44,6 +44,8 @@ def amqp_type(value: Any) -> str:
         return "signedint" if -(2**31) <= value < 2**31 else "long"
     if isinstance(value, float):
         return "double"
+    if isinstance(value, bytearray):
+        return "binary"
     if isinstance(value, str | bytes):
         return "longstr"
     if isinstance(value, dict):
@@ -78,6 +80,14 @@ def _non_negative_int(name: str, vhost: str, key: str, value: Any, maximum: int 
         raise _invalid(name, vhost, key, f"{{value_negative,{value}}}")
     if maximum is not None and value > maximum:
         raise _invalid(name, vhost, key, f"{{value_too_large,{value},{maximum}}}")
+
+
+def check_exchange_arguments(name: str, vhost: str, arguments: dict[str, Any]) -> None:
+    """Refuse (406) the arguments RabbitMQ refuses on exchange.declare."""
+    value = arguments.get("alternate-exchange")
+    if "alternate-exchange" in arguments and not isinstance(value, str | bytes):
+        what = resource_description("exchange", name, vhost)
+        raise errors.precondition_failed(f"invalid type '{amqp_type(value)}' for arg 'alternate-exchange' in {what}")
 
 
 def check_queue_arguments(name: str, vhost: str, arguments: dict[str, Any]) -> None:

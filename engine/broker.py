@@ -17,6 +17,7 @@ from .arguments import (
     EQUIVALENT_EXCHANGE_ARGUMENTS,
     EQUIVALENT_QUEUE_ARGUMENTS,
     check_equivalent_arguments,
+    check_exchange_arguments,
     check_expiration,
     check_queue_arguments,
     check_queue_type,
@@ -24,7 +25,7 @@ from .arguments import (
 from .channel import Connection
 from .clock import VirtualClock
 from .errors import resource_description
-from .message import Message, Timestamp
+from .message import LongLong, Message, Timestamp
 from .metrics import FlowLog, LatencyRecorder
 from .model import node_id
 from .queues import Queue
@@ -318,6 +319,7 @@ class Broker:
         if name.startswith("amq.") and existing is None:
             raise errors.access_refused(f"exchange name '{name}' contains reserved prefix 'amq.*'")
         arguments = dict(arguments or {})
+        check_exchange_arguments(name, vhost, arguments)
         if existing is not None:
             what = resource_description("exchange", name, vhost)
             _check_equivalent(what, "type", exchange_type, existing.type)
@@ -1002,13 +1004,13 @@ def _with_death(
     for entry in deaths:
         if entry.get("queue") == queue.name and entry.get("reason") == reason:
             deaths.remove(entry)
-            entry["count"] = entry.get("count", 1) + 1
+            entry["count"] = LongLong(entry.get("count", 1) + 1)
             entry["time"] = Timestamp(int(timestamp))
             deaths.insert(0, entry)
             break
     else:
         entry = {
-            "count": 1,
+            "count": LongLong(1),
             "reason": reason,
             "queue": queue.name,
             "time": Timestamp(int(timestamp)),

@@ -32,6 +32,13 @@ class Timestamp(int):
     __slots__ = ()
 
 
+class LongLong(int):
+    """An integer that travels as a signed 64-bit field ('l') whatever its size, as RabbitMQ
+    writes x-death's ``count``: a 32-bit one breaks clients that read it as a long."""
+
+    __slots__ = ()
+
+
 class Message:
     """One copy of a published message, in one queue (or on its way to one).
 

@@ -20,7 +20,7 @@ from pamqp.base import Frame as Method
 from pamqp.header import ContentHeader
 
 from .. import errors
-from ..message import Timestamp
+from ..message import LongLong, Timestamp
 
 FRAME_HEADER = struct.Struct(">BHI")
 FRAME_END = b"\xce"
@@ -210,6 +210,8 @@ def _table_value(value: Any) -> bytes:
         return b"t" + encode.boolean(value)
     if isinstance(value, Timestamp):
         return b"T" + FRAME_TIMESTAMP.pack(int(value))
+    if isinstance(value, LongLong):
+        return b"l" + encode.long_long_int(value)
     if isinstance(value, int):
         return b"I" + encode.long_int(value) if -(2**31) <= value < 2**31 else b"l" + encode.long_long_int(value)
     if isinstance(value, float):

@@ -305,3 +305,49 @@ def test_a_client_that_stops_sending_heartbeats_is_disconnected(broker_address):
         assert closed.reply_code is None
         assert any(isinstance(value, heartbeat.Heartbeat) for _, value in client.frames)
     still_serving(broker_address)
+
+
+def test_x_death_counts_travel_as_64_bit_integers_as_rabbitmq_writes_them(broker_address, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A Java client reads x-death's count as a Long: a 32-bit field ('I') would not cast."""
+    import uuid
+
+    import pika
+    import pika.data
+
+    kinds: list[str] = []
+    decode_value = pika.data.decode_value
+
+    def noting(encoded: bytes, offset: int):  # type: ignore[no-untyped-def]
+        kinds.append(encoded[offset : offset + 1].decode())
+        return decode_value(encoded, offset)
+
+    monkeypatch.setattr(pika.data, "decode_value", noting)
+    prefix = f"qc-xdeath-{uuid.uuid4().hex[:6]}"
+    connection = pika.BlockingConnection(pika.ConnectionParameters(*broker_address))
+    try:
+        channel = connection.channel()
+        channel.queue_declare(f"{prefix}-dead", auto_delete=True)
+        arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{prefix}-dead"}
+        channel.queue_declare(f"{prefix}-work", auto_delete=True, arguments=arguments)
+        channel.basic_publish("", f"{prefix}-work", b"x")
+        got = None
+        for _ in range(50):
+            got = channel.basic_get(f"{prefix}-work")[0]
+            if got is not None:
+                break
+            connection.sleep(0.02)
+        assert got is not None
+        channel.basic_reject(got.delivery_tag, requeue=False)
+        for _ in range(50):
+            kinds.clear()
+            method, properties, _ = channel.basic_get(f"{prefix}-dead", auto_ack=True)
+            if method is not None:
+                break
+            connection.sleep(0.02)
+        (death,) = properties.headers["x-death"]
+        assert death["count"] == 1
+        assert "l" in kinds and "I" not in kinds
+        channel.queue_delete(f"{prefix}-work")
+        channel.queue_delete(f"{prefix}-dead")
+    finally:
+        connection.close()
