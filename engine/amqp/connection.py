@@ -43,6 +43,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("queuecraft.amqp")
 
+
+class _OneLine(logging.Filter):
+    """Clients name things (connections, queues, vhosts) with any characters: a line break in
+    one must not forge a line of the log."""
+
+    ESCAPES = {code: f"\\x{code:02x}" for code in [*range(32), 127] if code != 9}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in message):
+            record.msg, record.args = message.translate(self.ESCAPES), None
+        return True
+
+
+log.addFilter(_OneLine())
+
 C = commands.Connection
 MAX_PUBLISH_TARGETS = 32  # exchanges a client is drawn publishing to; more are counted, not drawn
 HANDSHAKE_TIMEOUT = 10.0  # seconds to finish the handshake, as RabbitMQ's handshake_timeout

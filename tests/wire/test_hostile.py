@@ -351,3 +351,15 @@ def test_x_death_counts_travel_as_64_bit_integers_as_rabbitmq_writes_them(broker
         channel.queue_delete(f"{prefix}-dead")
     finally:
         connection.close()
+
+
+def test_a_line_break_in_a_client_given_name_cannot_forge_a_line_of_the_log(served, caplog) -> None:  # type: ignore[no-untyped-def]
+    import pika
+
+    assert served.address is not None
+    with caplog.at_level("INFO", logger="queuecraft.amqp"):
+        properties = {"connection_name": "app\n12:00:00 'admin' connected to vhost '/' as 'admin'"}
+        connection = pika.BlockingConnection(pika.ConnectionParameters(*served.address, client_properties=properties))
+        connection.close()
+    assert "app\\x0a12:00:00 'admin' connected" in caplog.text
+    assert "\n12:00:00" not in caplog.text
