@@ -185,6 +185,8 @@ class Listener(QObject):
         count = len(server.open_clients())
         hidden = self.overlay.not_drawn if self.overlay is not None else 0
         more = f"  ·  {hidden:,} exchanges and queues from clients not drawn" if hidden else ""
+        if server.memory_alarm:
+            more += "  ·  memory alarm: publishers blocked"
         self.status.setText(f"  {self.url}  ·  {count} client{'s' if count != 1 else ''}{more}  ")
 
     def moved(self, positions: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:

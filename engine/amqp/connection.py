@@ -103,6 +103,8 @@ class AmqpConnection(asyncio.Protocol):
         self._timers: list[asyncio.TimerHandle] = []
         self._writing_paused = False
         self._paused_since: float | None = None
+        self.blocked = False  # by the server's memory alarm: not read from until it clears
+        self._told_blocked = False
         self._unacked_held = False
         self.published_count = 0
         self.returned_count = 0
@@ -166,7 +168,7 @@ class AmqpConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._paused_since = None
-        if self.transport is not None and self.state != "closed":
+        if self.transport is not None and self.state != "closed" and not self.blocked:
             self.transport.resume_reading()
         if not self._unacked_held:
             for channel in list(self.channels.values()):
@@ -451,6 +453,33 @@ class AmqpConnection(asyncio.Protocol):
             channel.publish(content.method, content.properties, content.encoded, body)
         except errors.AMQPError as exc:
             self._method_error(channel, content.method, exc)
+        if self.server.memory_alarm and not self.blocked:
+            self.block()
+
+    # -- the memory alarm ---------------------------------------------------------------------------
+
+    def block(self) -> None:
+        """As RabbitMQ under its memory alarm: a connection that publishes is no longer read from
+        (what it sends waits in its socket), and is told so when it asked to be."""
+        if self.state != "running" or self.blocked:
+            return
+        self.blocked = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        if self.capability("connection.blocked"):
+            self.send(0, C.Blocked(reason="low on memory"))
+            self._told_blocked = True
+
+    def unblock(self) -> None:
+        if not self.blocked:
+            return
+        self.blocked = False
+        self.last_received = time.monotonic()  # its heartbeats waited unread meanwhile
+        if self.transport is not None and self.state != "closed" and not self._writing_paused:
+            self.transport.resume_reading()
+        if self._told_blocked and self.state == "running":
+            self.send(0, C.Unblocked())
+        self._told_blocked = False
 
     def _method_error(self, channel: WireChannel, method: Method, exc: errors.AMQPError) -> None:
         if exc.connection_level:
@@ -602,7 +631,8 @@ class AmqpConnection(asyncio.Protocol):
     def _heartbeat_tick(self) -> None:
         if self.state != "running":
             return
-        if time.monotonic() - self.last_received > self.heartbeat * 2 and not self._writing_paused:
+        unread = self._writing_paused or self.blocked  # not read from: its heartbeats wait in the socket
+        if time.monotonic() - self.last_received > self.heartbeat * 2 and not unread:
             log.warning("%s: missed heartbeats from client, timeout: %d s", self.name, self.heartbeat)
             self._close_transport()
             return

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -42,6 +43,18 @@ class ServerEvents:
             callback(connection)
 
 
+MEMORY_CHECK_EVERY = 0.25  # seconds
+MESSAGE_OVERHEAD = 250  # bytes the engine keeps for each queued message besides its body (benchmarked: 232)
+
+
+def default_memory_watermark() -> int:
+    """0.4 of the machine's memory, RabbitMQ's default vm_memory_high_watermark (2 GB when unknown)."""
+    try:
+        return int(0.4 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return 2 * 1024**3
+
+
 class AmqpServer:
     """Accepts AMQP clients for ``broker``; every limit bounds what one client can take."""
 
@@ -59,6 +72,7 @@ class AmqpServer:
         write_buffer_high: int = 4 * 1024 * 1024,
         write_stall_timeout: float = 60.0,
         close_timeout: float = 5.0,
+        memory_high_watermark: int | None = None,
         on_activity: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
@@ -72,6 +86,11 @@ class AmqpServer:
         self.write_buffer_high = write_buffer_high
         self.write_stall_timeout = write_stall_timeout
         self.close_timeout = close_timeout
+        # Queued messages (bodies and what the engine keeps of each) past this block publishers,
+        # as RabbitMQ's memory alarm does; by default 0.4 of the machine's memory, as RabbitMQ's.
+        self.memory_high_watermark = memory_high_watermark or default_memory_watermark()
+        self.memory_alarm = False
+        self._alarm_check: asyncio.TimerHandle | None = None
         self.on_activity = on_activity
         self.events = ServerEvents()
         self.connections: list[AmqpConnection] = []
@@ -89,6 +108,7 @@ class AmqpServer:
         sockname = self._server.sockets[0].getsockname()
         self.address = (str(sockname[0]), int(sockname[1]))
         log.debug("listening for AMQP 0-9-1 clients on %s:%d", *self.address)
+        self._check_memory()
         return self.address
 
     @property
@@ -100,6 +120,9 @@ class AmqpServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        if self._alarm_check is not None:
+            self._alarm_check.cancel()
+            self._alarm_check = None
         for connection in list(self.connections):
             connection.close()
         self.address = None
@@ -124,13 +147,46 @@ class AmqpServer:
                 "exchange_exchange_bindings": True,
                 "basic.nack": True,
                 "consumer_cancel_notify": True,
-                "connection.blocked": False,
+                "connection.blocked": True,
                 "consumer_priorities": True,
                 "authentication_failure_close": True,
                 "per_consumer_qos": True,
                 "direct_reply_to": False,
             },
         }
+
+    # -- the memory alarm ---------------------------------------------------------------------------
+
+    def queued_bytes(self) -> int:
+        """What the broker's queues hold, as memory: bodies, and the engine's own keeping of each."""
+        total = 0
+        for host in self.broker.vhosts.values():
+            for queue in host.queues.values():
+                total += queue.ready_bytes + MESSAGE_OVERHEAD * queue.depth
+        return total
+
+    def _check_memory(self) -> None:
+        queued = self.queued_bytes()
+        if queued > self.memory_high_watermark and not self.memory_alarm:
+            self.memory_alarm = True
+            log.warning(
+                "memory alarm: %.0f MB queued, over the high watermark of %.0f MB: publishers are blocked",
+                queued / 1e6,
+                self.memory_high_watermark / 1e6,
+            )
+            for connection in self.connections:
+                if connection.published_count:
+                    connection.block()
+        elif queued <= self.memory_high_watermark and self.memory_alarm:
+            self.memory_alarm = False
+            log.warning("memory alarm cleared: %.0f MB queued; publishers go on", queued / 1e6)
+            for connection in self.connections:
+                connection.unblock()
+        self._alarm_check = asyncio.get_running_loop().call_later(MEMORY_CHECK_EVERY, self._check_memory_safely)
+
+    def _check_memory_safely(self) -> None:
+        if self._server is not None:
+            self._check_memory()
 
     def connection_opened(self, connection: AmqpConnection) -> bool:
         if len(self.connections) >= self.max_connections:

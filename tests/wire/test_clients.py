@@ -164,3 +164,47 @@ def test_a_client_that_stops_reading_is_disconnected_and_others_carry_on() -> No
         finally:
             silent.close()
             feeder.close()
+
+
+def test_past_the_memory_watermark_publishers_are_blocked_and_told_while_consumers_go_on() -> None:
+    """RabbitMQ's memory alarm: a publisher is no longer read from (and told connection.blocked)
+    until the queues drain below the high watermark; a consumer is served meanwhile."""
+    with BrokerThread(memory_high_watermark=2_000_000) as thread:
+        assert thread.address is not None and thread.served is not None
+        host, port = thread.address
+        credentials = pika.PlainCredentials("guest", "guest")
+        publisher = pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=credentials))
+        told: list[str] = []
+        publisher.add_on_connection_blocked_callback(lambda conn, method: told.append("blocked"))
+        publisher.add_on_connection_unblocked_callback(lambda conn, method: told.append("unblocked"))
+        channel = publisher.channel()
+        channel.queue_declare("burst")
+        body = b"x" * 10_000
+        for _ in range(300):  # 3 MB
+            channel.basic_publish("", "burst", body)
+        deadline = time.monotonic() + 10
+        while "blocked" not in told:
+            assert time.monotonic() < deadline, "never told it was blocked"
+            publisher.process_data_events(0.1)
+        server = thread.served.server
+        assert server.memory_alarm
+        # Blocked, what it sends waits: the queue does not grow.
+        channel.basic_publish("", "burst", b"waiting")
+        publisher.process_data_events(0.5)
+        depth = thread.call(lambda: thread.served.broker.vhosts["/"].queues["burst"].depth)  # type: ignore[union-attr]
+        assert depth == 300
+        # A consumer on another connection takes messages as ever; below the watermark, the alarm clears.
+        consumer = pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=credentials))
+        taken = 0
+        for method, _, _ in consumer.channel().consume("burst", auto_ack=True, inactivity_timeout=2):
+            if method is None:
+                break
+            taken += 1
+        assert taken >= 100
+        deadline = time.monotonic() + 10
+        while "unblocked" not in told:
+            assert time.monotonic() < deadline, "never told it was unblocked"
+            publisher.process_data_events(0.1)
+        assert not server.memory_alarm
+        publisher.close()
+        consumer.close()
