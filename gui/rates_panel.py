@@ -334,6 +334,10 @@ class RatesPanel(QWidget):
         self._prepare()
         self._pending_charts = [1, 2]
         self._draw_chart(0)
+        # The other two get their curves in the next frames; their time axes move now, with the
+        # first's, or in a slow frame (a run at max speed) the three would show different times.
+        for chart in self.charts[1:]:
+            self._fit_x(chart, self._times)
 
     def redraw(self) -> None:
         """Everything at once (a new subject, a new window, a test)."""
@@ -377,12 +381,16 @@ class RatesPanel(QWidget):
         if index == 0 and self.sim is not None:
             self._draw_markers(self.sim)
 
-    def _fit_range(self, chart: Chart, times: np.ndarray) -> None:
+    def _fit_x(self, chart: Chart, times: np.ndarray) -> tuple[float, float]:
         end = float(times[-1]) if len(times) else 0.0
         span = self.window if self.window is not None else max(end, 10.0)
         start = max(0.0, end - span) if self.window is not None else 0.0
         end = max(end, start + min(span, 10.0))
         chart.plot.setXRange(start, end, padding=0.01)
+        return start, end
+
+    def _fit_range(self, chart: Chart, times: np.ndarray) -> None:
+        start, end = self._fit_x(chart, times)
         peak = 0.0
         for curve in chart.curves.values():
             _, y = curve.getData()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,23 @@ def test_no_two_actions_share_a_shortcut(window: MainWindow) -> None:
     shared = {key: names for key, names in owners.items() if len(set(names)) > 1}
     assert not shared
     assert "Automatic Layout" in owners["Ctrl+L"] and owners["Ctrl+Shift+L"] == ["Listen for AMQP Clients"]
+
+
+def test_at_max_speed_the_three_plots_show_the_same_stretch_of_time(window: MainWindow, qasync_loop) -> None:  # type: ignore[no-untyped-def]
+    """The plots are drawn one a frame; a slow frame must not leave them showing different times."""
+    window.open_path(example_files()[0])
+    window.set_speed(math.inf)
+    window.controller.run()
+    run_for(qasync_loop, 1.5)
+    window.controller.pause()
+    rates, sim = window.rates, window.controller.sim
+    assert sim is not None and sim.now > 100
+    for _ in range(20):  # until a redraw starts: the first plot drawn, the other two due
+        rates._drawn_at = 0.0
+        sim.history.sample(sim.now + 1.0, None)
+        rates.update_from(sim)
+        if rates._pending_charts == [1, 2]:
+            break
+    assert rates._pending_charts == [1, 2]
+    spans = [chart.plot.viewRange()[0] for chart in rates.charts]
+    assert spans[1] == pytest.approx(spans[0]) and spans[2] == pytest.approx(spans[0])
