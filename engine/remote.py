@@ -420,6 +420,13 @@ class RemoteRun:
         self.unbound: set[str] = set()
         self._msg_ids = 0
         self.notes: list[str] = []
+        clients_vhosts = {p.vhost for p in topology.producers} | {c.vhost for c in topology.consumers}
+        elsewhere = sorted(clients_vhosts - {vhost})
+        if elsewhere:
+            names = ", ".join(f"'{v}'" for v in elsewhere)
+            self.notes.append(
+                f"the producers and consumers of vhost {names} did not run: the URL names '{vhost_of(url)}'"
+            )
         self.started_at: float | None = None
         self.stopped_at: float | None = None
         self._sampler: asyncio.TimerHandle | None = None

@@ -204,3 +204,15 @@ def test_a_signal_ends_the_run_as_its_end_would_the_topology_removed_and_the_rep
     assert "Traceback" not in err
     assert "interrupted after" in out and "Removed afterwards" in out
     assert set(queue_names(vhost)) == set()
+
+
+def test_a_run_says_which_vhosts_clients_it_does_not_run() -> None:
+    from engine.remote import RemoteRun
+
+    two = Topology(
+        queues=[Queue("a", vhost="one"), Queue("b", vhost="two")],
+        producers=[Producer("p1", "", vhost="one", routing_key="a"), Producer("p2", "", vhost="two", routing_key="b")],
+    )
+    run = RemoteRun(two, "amqp://guest:guest@127.0.0.1:5672/one")
+    assert list(run.producers) == ["producer:one:p1"]
+    assert run.notes == ["the producers and consumers of vhost 'two' did not run: the URL names 'one'"]
