@@ -10,12 +10,14 @@ here, so "nothing reaches this queue" means "no simulated producer's messages".
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
 from .layout import topology_graph
-from .model import BUILTIN_EXCHANGES, Binding, Exchange, Topology, expand_template, node_id
+from .model import BUILTIN_EXCHANGES, Binding, Exchange, Queue, Topology, expand_template, node_id
 from .routing import headers_match, split_topic
 
 ANY_WORD = "\0any"  # a word a {seq} part can be: it matches whatever a pattern wants there
@@ -173,6 +175,9 @@ def find_problems(topology: Topology) -> list[Problem]:
             )
         elif queue.id not in consumed:
             limited = any(k in queue.arguments for k in ("x-message-ttl", "x-max-length", "x-max-length-bytes"))
+            limited = limited or any(
+                k in _policy_of(topology, queue) for k in ("message-ttl", "max-length", "max-length-bytes")
+            )
             text = (
                 "no consumer: messages wait until they expire or are dropped"
                 if limited
@@ -256,3 +261,20 @@ def _dead_letter_cycles(topology: Topology) -> list[Problem]:
         if len(problems) >= 20:
             break
     return problems
+
+
+def _policy_of(topology: Topology, queue: Queue) -> dict[str, Any]:
+    """The definition of the policy that applies to a queue (the highest priority that matches)."""
+    matching = [
+        p
+        for p in topology.policies
+        if p.vhost == queue.vhost and p.apply_to != "exchanges" and _matches(p.pattern, queue.name)
+    ]
+    return max(matching, key=lambda p: p.priority).definition if matching else {}
+
+
+def _matches(pattern: str, name: str) -> bool:
+    try:
+        return re.search(pattern, name) is not None
+    except re.error:
+        return False

@@ -328,3 +328,18 @@ def test_problems_are_found_quickly_however_wild_the_keys() -> None:
     assert "unroutable-keys" in codes
     update_node(t, ids["shop"], routing_key="{0|1|2|3|4|5|6|7|8|9}" * 7)
     assert find_problems(t) is not None
+
+
+def test_a_queue_nobody_consumes_only_grows_unless_its_arguments_or_a_policy_bound_it() -> None:
+    from engine.model import Binding, Exchange, Policy, Producer, Queue
+
+    topology = Topology(
+        exchanges=[Exchange("in", type="fanout")],
+        queues=[Queue("pdf"), Queue("csv"), Queue("log", arguments={"x-max-length": 10})],
+        bindings=[Binding("in", "pdf"), Binding("in", "csv"), Binding("in", "log")],
+        producers=[Producer("web", "in")],
+        policies=[Policy("ttl", "^pdf$", apply_to="queues", definition={"message-ttl": 60000})],
+    )
+    said = {p.node_id: p.text for p in find_problems(topology) if p.code == "queue-unconsumed"}
+    assert said["queue:/:csv"] == "no consumer: it only grows"
+    assert said["queue:/:pdf"] == said["queue:/:log"] == "no consumer: messages wait until they expire or are dropped"
