@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 
 from .model import Topology, node_id, split_node_id
@@ -141,17 +143,30 @@ def complete_layout(topology: Topology) -> list[str]:
     column_x: dict[int, list[float]] = {}
     for nid, (x, _) in placed.items():
         column_x.setdefault(layers[nid], []).append(x)
+    undirected = graph.to_undirected(as_view=True)
+    # Nodes connected to nothing (queues a client declared and left alone, say) go in a block
+    # under the drawing, row by row, instead of one column that grows off the screen.
+    alone = [nid for nid in missing if not any(True for _ in undirected.neighbors(nid))]
     for nid in missing:
+        if nid in alone:
+            continue
         layer = layers[nid]
         if layer in column_x:
             x = sum(column_x[layer]) / len(column_x[layer])
         else:
             x = layer * COLUMN_GAP
-        near = [placed[m][1] for m in graph.to_undirected(as_view=True).neighbors(nid) if m in placed]
+        near = [placed[m][1] for m in undirected.neighbors(nid) if m in placed]
         y = sum(near) / len(near) if near else min((p[1] for p in placed.values()), default=0.0)
         y = _free_row(placed, x, y)
         placed[nid] = topology.layout[nid] = (x, y)
         column_x.setdefault(layer, []).append(x)
+    if alone:
+        xs = [p[0] for p in placed.values()] or [0.0]
+        left, top = min(xs), max((p[1] for p in placed.values()), default=-ROW_GAP) + ROW_GAP * 1.5
+        per_row = max(int((max(xs) - left) / COLUMN_GAP) + 1, math.ceil(math.sqrt(len(alone) * 2)))
+        for index, nid in enumerate(alone):
+            row, column = divmod(index, per_row)
+            placed[nid] = topology.layout[nid] = (left + column * COLUMN_GAP, top + row * ROW_GAP)
     return missing
 
 

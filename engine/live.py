@@ -23,7 +23,7 @@ from .model import Binding, Consumer, Exchange, Producer, Queue, Topology, is_bu
 FADE_SECONDS = 6.0
 # Client-declared exchanges and queues drawn at most (besides those clients publish to or consume
 # from): a client that declares thousands would otherwise cost the canvas seconds per redraw.
-MAX_DECLARED_DRAWN = 150
+MAX_DECLARED_DRAWN = 40
 
 
 @dataclass

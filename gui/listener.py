@@ -184,7 +184,7 @@ class Listener(QObject):
             return
         count = len(server.open_clients())
         hidden = self.overlay.not_drawn if self.overlay is not None else 0
-        more = f"  ·  {hidden:,} exchanges and queues from clients not drawn" if hidden else ""
+        more = f"  ·  {hidden:,} declared, not drawn" if hidden else ""
         if server.memory_alarm:
             more += "  ·  memory alarm: publishers blocked"
         self.status.setText(f"  {self.url}  ·  {count} client{'s' if count != 1 else ''}{more}  ")

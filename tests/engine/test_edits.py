@@ -343,3 +343,26 @@ def test_a_queue_nobody_consumes_only_grows_unless_its_arguments_or_a_policy_bou
     said = {p.node_id: p.text for p in find_problems(topology) if p.code == "queue-unconsumed"}
     assert said["queue:/:csv"] == "no consumer: it only grows"
     assert said["queue:/:pdf"] == said["queue:/:log"] == "no consumer: messages wait until they expire or are dropped"
+
+
+def test_nodes_connected_to_nothing_are_placed_in_a_block_under_the_drawing_not_one_long_column() -> None:
+    from engine.layout import COLUMN_GAP, ROW_GAP, complete_layout
+    from engine.model import Binding, Exchange, Producer, Queue
+
+    topology = Topology(
+        exchanges=[Exchange("in", type="fanout")],
+        queues=[Queue("work")],
+        bindings=[Binding("in", "work")],
+        producers=[Producer("web", "in")],
+    )
+    complete_layout(topology)
+    bottom = max(y for _, y in topology.layout.values())
+    topology.queues += [Queue(f"loose-{i}") for i in range(30)]
+    placed = complete_layout(topology)
+    assert len(placed) == 30
+    spots = [topology.layout[nid] for nid in placed]
+    assert len(set(spots)) == 30  # no two on one spot
+    assert all(y > bottom for _, y in spots)  # under what was drawn
+    rows = {y for _, y in spots}
+    assert len(rows) <= 4 and max(y for _, y in spots) - min(y for _, y in spots) <= 3 * ROW_GAP
+    assert max(x for x, _ in spots) - min(x for x, _ in spots) >= 6 * COLUMN_GAP
