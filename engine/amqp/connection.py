@@ -391,9 +391,11 @@ class AmqpConnection(asyncio.Protocol):
             self._method_error(channel, method, exc)
 
     def _open_channel(self, number: int) -> None:
-        if number > self.channel_max:
+        # RabbitMQ bounds how many channels are open, not their numbers.
+        if len(self.channels) >= self.channel_max:
+            opened = len(self.channels)
             raise errors.not_allowed(
-                f"channel number {number} is higher than the negotiated channel_max ({self.channel_max})"
+                f"number of channels opened ({opened}) has reached the negotiated channel_max ({self.channel_max})"
             )
         assert self.engine is not None
         engine = self.engine.channel(number)

@@ -363,3 +363,17 @@ def test_a_line_break_in_a_client_given_name_cannot_forge_a_line_of_the_log(serv
         connection.close()
     assert "app\\x0a12:00:00 'admin' connected" in caplog.text
     assert "\n12:00:00" not in caplog.text
+
+
+def test_channel_max_bounds_how_many_channels_are_open_not_their_numbers(broker_address) -> None:  # type: ignore[no-untyped-def]
+    with RawClient(broker_address) as client:
+        client.handshake(channel_max=3)
+        for number in (1, 2048, 65535):  # any number, as long as no more than three are open
+            client.open_channel(number)
+        client.method(7, commands.Channel.Open())
+        closed = client.closed()
+        assert (closed.reply_code, closed.class_id, closed.method_id) == (530, 0, 0)
+        assert (
+            closed.reply_text
+            == "NOT_ALLOWED - number of channels opened (3) has reached the negotiated channel_max (3)"
+        )
