@@ -209,12 +209,13 @@ def check_queue_type(
 ) -> None:
     """Refuse (406) what a queue type cannot be: quorum queues and streams are durable and shared."""
     if queue_type in ("quorum", "stream"):
-        if not durable:
-            raise errors.precondition_failed(f"invalid property 'non-durable' for {what}")
-        if exclusive:
-            raise errors.precondition_failed(f"invalid property 'exclusive-owner' for {what}")
+        # In RabbitMQ 3.10's order: auto-delete, then exclusive, then durable.
         if auto_delete:
             raise errors.precondition_failed(f"invalid property 'auto-delete' for {what}")
+        if exclusive:
+            raise errors.precondition_failed(f"invalid property 'exclusive-owner' for {what}")
+        if not durable:
+            raise errors.precondition_failed(f"invalid property 'non-durable' for {what}")
     for key in REFUSED_BY_TYPE.get(queue_type, ()):
         if key in arguments:
             raise errors.precondition_failed(f"invalid arg '{key}' for {what} of queue type {TYPE_MODULES[queue_type]}")
