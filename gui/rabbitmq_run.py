@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import copy
 import logging
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
@@ -35,6 +36,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("queuecraft.gui")
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+
+def storable_url(url: str) -> str:
+    """The URL as the settings keep it: without its password, unless that is RabbitMQ's default
+    guest (which only works from this machine anyway)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.password is None or parsed.password == "guest":
+        return url
+    host = parsed.netloc.rsplit("@", 1)[1]
+    return parsed._replace(netloc=f"{parsed.username}@{host}").geturl()
 
 
 class RunOnRabbitDialog(QDialog):
@@ -78,6 +89,14 @@ class RunOnRabbitDialog(QDialog):
         url = self.url.text().strip()
         if not url.startswith(("amqp://", "amqps://")):
             self.problem.setText("The URL must start with amqp:// or amqps://, e.g. " + DEFAULT_URL)
+            self.problem.show()
+            return
+        parsed = urllib.parse.urlparse(url)
+        if parsed.username is not None and parsed.password is None:
+            self.problem.setText(
+                f"The URL names user '{parsed.username}' without a password (passwords are not kept between "
+                "sessions): amqp://USER:PASSWORD@HOST:5672/VHOST"
+            )
             self.problem.show()
             return
         management = self.management.text().strip()
@@ -131,7 +150,7 @@ class RabbitRun:
         self.management = dialog.management.text().strip()
         self.remove_after = dialog.remove_after.isChecked()
         settings = self.window.settings
-        settings.setValue("rabbitmq_url", self.url)
+        settings.setValue("rabbitmq_url", storable_url(self.url))
         settings.setValue("rabbitmq_management", self.management)
         settings.setValue("rabbitmq_remove_after", self.remove_after)
         self.start()

@@ -106,6 +106,9 @@ def test_the_dialog_refuses_an_address_that_is_not_amqp(qtbot) -> None:  # type:
     dialog._check()
     assert dialog.result() != QDialog.DialogCode.Accepted
     assert "must start with amqp://" in dialog.problem.text()
+    dialog.url.setText("amqp://app@localhost:5672/%2F")
+    dialog._check()
+    assert "without a password" in dialog.problem.text()
     dialog.url.setText("amqp://guest:guest@localhost:5672/%2F")
     dialog.management.setText("localhost:15672")
     dialog._check()
@@ -157,3 +160,11 @@ def test_closing_the_window_while_the_run_starts_leaves_nothing_on_the_broker(
     assert rabbit.state == "idle"
     assert queues_on_broker(vhost) == set()
     assert "orders" not in {x["name"] for x in RabbitAdmin().request("GET", f"/exchanges/{RabbitAdmin.quote(vhost)}")}
+
+
+def test_a_password_is_not_written_to_the_settings_unless_it_is_rabbitmqs_default_guest() -> None:
+    from gui.rabbitmq_run import storable_url
+
+    assert storable_url("amqp://app:S3cret@rabbit.example:5672/shop") == "amqp://app@rabbit.example:5672/shop"
+    assert storable_url("amqp://guest:guest@localhost:5672/%2F") == "amqp://guest:guest@localhost:5672/%2F"
+    assert storable_url("amqp://localhost/%2F") == "amqp://localhost/%2F"
