@@ -51,7 +51,8 @@ class EditActions(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
-        self._last_paste: tuple[str, tuple[int, int], int] = ("", (0, 0), 0)  # text, where, how many times
+        # text, where the mouse was (in the window), where it pasted (in the scene), how many times
+        self._last_paste: tuple[str, tuple[int, int], tuple[int, int], int] = ("", (0, 0), (0, 0), 0)
         stack = window.document.undo_stack
         key = QKeySequence.StandardKey
         self.undo = stack.createUndoAction(self, "&Undo")
@@ -154,7 +155,13 @@ class EditActions(QObject):
             at = view.viewport().rect().center()
         point = view.mapToScene(at)
         spot = (round(point.x()), round(point.y()))
-        repeat = self._last_paste[2] + 1 if self._last_paste[:2] == (text, spot) else 0
+        mouse = (at.x(), at.y())
+        # The mouse has not moved (the view may have, by a pixel, as the scene grew): step aside
+        # from the last copy.
+        last_text, last_mouse, last_spot, last_repeat = self._last_paste
+        repeat = last_repeat + 1 if (last_text, last_mouse) == (text, mouse) else 0
+        if repeat:
+            spot = last_spot
         step = GRID * repeat
         added: list[str] = []
 
@@ -162,7 +169,7 @@ class EditActions(QObject):
             added.extend(paste_fragment(topology, text, centre=(spot[0] + step, spot[1] + step)))
 
         if self.window.apply_edit("Paste", change):
-            self._last_paste = (text, spot, repeat)
+            self._last_paste = (text, mouse, spot, repeat)
             self.window.scene.select_only(added)
 
     def duplicate_selection(self) -> None:

@@ -116,7 +116,11 @@ def test_the_exported_pika_script_declares_the_topology_and_moves_messages(vhost
     for consumer in topology.consumers:
         assert counts[consumer.name]["acked"] > 0, consumer.name
     # Its default URL is the vhost it was exported for.
-    teardown = subprocess.run([sys.executable, str(script), "--teardown"], capture_output=True, text=True, timeout=60)
+    usage = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert f"amqp://guest:guest@localhost:5672/{admin.quote(vhost)}" in usage.stdout.replace("\n", "")
+    teardown = subprocess.run(
+        [sys.executable, str(script), "--url", url, "--teardown"], capture_output=True, text=True, timeout=60
+    )
     assert teardown.returncode == 0, teardown.stderr
     with pytest.raises(pika.exceptions.ChannelClosedByBroker):
         passive_check(vhost, [], [topology.queues[0].name])
