@@ -129,14 +129,11 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_toolbar()
         self.totals_label = QLabel()
-        # Room for eight-digit counters, so the label never clips while numbers grow.
-        template = "   ".join(
-            f"{name} 88,888,888" for name in ("published", "routed", "unroutable", "ready", "unacked", "acked")
-        )
-        self.totals_label.setMinimumWidth(self.totals_label.fontMetrics().horizontalAdvance(template) + 12)
         self.statusBar().addPermanentWidget(self.rabbit.status)
         self.statusBar().addPermanentWidget(self.listener.status)
         self.statusBar().addPermanentWidget(self.totals_label)
+        # A message longer than the bar has room for is there whole under the mouse.
+        self.statusBar().messageChanged.connect(self.statusBar().setToolTip)
 
         self.document.topology_replaced.connect(self._on_topology_replaced)
         self.document.changed.connect(self._on_document_changed)
@@ -553,16 +550,21 @@ class MainWindow(QMainWindow):
             behind = " (engine behind)" if runner is not None and runner.behind else ""
             self.time_label.setText(f"  t = {sim.now:8.1f} s  {state}{behind}")
         totals = counters[TOTALS_ID]
-        self.totals_label.setText(
-            "published {:,}   routed {:,}   unroutable {:,}   ready {:,}   unacked {:,}   acked {:,}".format(
-                totals[T["published"]],
-                totals[T["routed"]],
-                totals[T["unroutable"]],
-                totals[T["ready"]],
-                totals[T["unacked"]],
-                totals[T["acked"]],
-            )
+        text = "published {:,}   routed {:,}   unroutable {:,}   ready {:,}   unacked {:,}   acked {:,}".format(
+            totals[T["published"]],
+            totals[T["routed"]],
+            totals[T["unroutable"]],
+            totals[T["ready"]],
+            totals[T["unacked"]],
+            totals[T["acked"]],
         )
+        if text != self.totals_label.text():
+            self.totals_label.setText(text)
+            # As wide as the numbers need, in steps, so it does not jitter as they grow, and no
+            # wider: the rest of the bar is for messages (Step's explanation, say).
+            width = self.totals_label.fontMetrics().horizontalAdvance(text) + 12
+            if width > self.totals_label.minimumWidth() or width < self.totals_label.minimumWidth() - 120:
+                self.totals_label.setMinimumWidth(-(-width // 60) * 60)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self.files.may_discard():

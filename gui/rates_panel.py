@@ -240,7 +240,15 @@ class RatesPanel(QWidget):
 
     def _window_chosen(self, index: int) -> None:
         self.window = self.window_box.itemData(index)
+        self._forget_markers()  # a longer window shows faults the shorter one had let go
         self.redraw()
+
+    def _forget_markers(self) -> None:
+        self._markers_drawn = 0
+        for chart in self.charts:
+            for marker in chart.markers:
+                chart.plot.removeItem(marker)
+            chart.markers = []
 
     def _show_subject(self) -> None:
         kind = kind_of(self.subject)
@@ -296,11 +304,7 @@ class RatesPanel(QWidget):
         for chart in self.charts:
             chart.plot.setLabel("bottom", clock)
         self._queues_seen = self._queue_ids()
-        self._markers_drawn = 0
-        for chart in self.charts:
-            for marker in chart.markers:
-                chart.plot.removeItem(marker)
-            chart.markers = []
+        self._forget_markers()
         if self.subject != TOTALS_ID and self.subject not in sim.read_counters() and kind_of(self.subject) != "totals":
             self.subject = TOTALS_ID
         self._show_subject()

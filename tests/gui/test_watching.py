@@ -280,3 +280,28 @@ def test_restarting_the_broker_loses_transient_messages_and_says_so(window: Main
     window.faults.restart_broker.trigger()
     assert f"{waiting} message(s) lost" in window.statusBar().currentMessage()
     assert payments.depth == 0 and payments.stats.lost == waiting  # the producers' messages are transient
+
+
+def test_faults_older_than_the_last_minute_come_back_on_the_plots_shown_for_the_whole_run(
+    window: MainWindow, qasync_loop
+) -> None:  # type: ignore[no-untyped-def]
+    import math
+
+    from engine.model import TimelineEvent
+
+    topology = fates()
+    topology.timeline = [TimelineEvent(at=0.5, action="burst", node="shop", count=5)]
+    load(window, topology)
+    window.set_speed(math.inf)
+    window.controller.run()
+    wait_until = 0
+    while window.controller.sim.now < 90 and wait_until < 100:
+        run_for(qasync_loop, 0.1)
+        wait_until += 1
+    window.controller.pause()
+    rates = window.rates
+    rates.redraw()
+    assert rates.rates_chart.markers == []  # a minute ago and more: out of the last minute's view
+    whole = next(i for i in range(rates.window_box.count()) if rates.window_box.itemData(i) is None)
+    rates.window_box.setCurrentIndex(whole)
+    assert len(rates.rates_chart.markers) == 1
