@@ -236,7 +236,7 @@ class Inspector(QWidget):
             self._node_form(form, self.subject)
         else:
             self.title.setText("Relation")
-            self._message(form, "This relation is set on the node it starts from; select that node to change it.")
+            self._message(form, _relation_text(self.subject or ""))
         # The old form may be handling one of its own events (a field losing focus
         # applies an edit that changes the selection): let it go once that is over.
         old = self.scroll.takeWidget()
@@ -633,3 +633,21 @@ class Inspector(QWidget):
 
 
 _INVALID: Any = object()  # a field's text that cannot be used
+
+
+_RELATIONS = {
+    "publishes": ("producer", "Publishes to", "Where a producer publishes"),
+    "consumes": ("consumer", "Consumes from", "The queue a consumer takes from"),
+    "dead-letter": ("queue", "Dead-letter exchange", "Where a queue's dead letters go"),
+    "alternate": ("exchange", "Alternate exchange", "Where an exchange sends what it cannot route"),
+}
+
+
+def _relation_text(edge_id: str) -> str:
+    """Which node holds a relation drawn as an edge, and under which field."""
+    relation, _, nid = edge_id.partition(":")
+    if relation not in _RELATIONS or ":" not in nid:
+        return "This relation is set on one of the nodes it joins; select that node to change it."
+    kind, field, what = _RELATIONS[relation]
+    name = split_node_id(nid)[2] or "(AMQP default)"
+    return f"{what} is set on the {kind} itself: select {kind} '{name}' and change its {field}."

@@ -78,7 +78,7 @@ class FlowLegend(QWidget):
         painter.setFont(LABEL_FONT)
         if not self.keys:
             painter.setPen(QColor(MUTED_TEXT))
-            painter.drawText(QRectF(x, y, width, self.ROW), Qt.AlignmentFlag.AlignVCenter, "none yet: press Run")
+            painter.drawText(QRectF(x, y, width, self.ROW), Qt.AlignmentFlag.AlignVCenter, "none yet")
             y += self.ROW
         for key, color in self.keys:
             self._dot(painter, QPointF(x + 5, y + self.ROW / 2), color)

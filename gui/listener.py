@@ -104,7 +104,7 @@ class Listener(QObject):
             reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
             self._refused(f"Cannot listen on {self.host}:{self.port}: {reason}")
             return
-        if not self.window.controller.running:
+        if not self.window.controller.running and not self.window.rabbit.active:
             self.window.controller.run()  # clients live in wall time: the clock runs with them
         self.status.show()
         self._show_status()

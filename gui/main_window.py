@@ -471,7 +471,10 @@ class MainWindow(QMainWindow):
             return
         self.animator.reset(run.flow)
         self.rates.reset(run)
-        self.messages.set_simulation(run if isinstance(run, Simulation) else None)
+        if isinstance(run, Simulation):
+            self.messages.set_simulation(run)
+        else:
+            self.messages.set_simulation(None, "on the RabbitMQ this run uses (its management UI lists them)")
         self.runs.following = None
         self.timeline.refresh()
         if isinstance(run, Simulation):

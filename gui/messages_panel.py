@@ -56,6 +56,7 @@ class MessagesPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.sim: Simulation | None = None
+        self.elsewhere = ""  # where the messages are when no simulation holds them
         self.queue_id: str | None = None
         self.msg_id: int | None = None
         self._refreshed = 0.0
@@ -93,8 +94,11 @@ class MessagesPanel(QWidget):
 
     # -- what to show ------------------------------------------------------------------------------
 
-    def set_simulation(self, sim: Simulation | None) -> None:
+    def set_simulation(self, sim: Simulation | None, elsewhere: str = "") -> None:
+        """The simulation whose queues are listed; none, with where the messages are instead
+        (a run on a real RabbitMQ keeps them there)."""
         self.sim = sim
+        self.elsewhere = elsewhere
         self.msg_id = None
         self.trace_view.clear()
         self.refresh(force=True)
@@ -121,6 +125,9 @@ class MessagesPanel(QWidget):
             self.table.setRowCount(0)
             if self.queue_id is None:
                 self.heading.setText("Select a queue to see its messages; click a token or a message for its trace.")
+            elif self.sim is None and self.elsewhere:
+                name = display_name("queue", split_node_id(self.queue_id)[2])
+                self.heading.setText(f"{name}: its messages are {self.elsewhere}, not listed here")
             else:
                 self.heading.setText(f"{display_name('queue', split_node_id(self.queue_id)[2])}: not in the broker")
             return

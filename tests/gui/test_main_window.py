@@ -196,3 +196,13 @@ def test_at_max_speed_the_three_plots_show_the_same_stretch_of_time(window: Main
     assert rates._pending_charts == [1, 2]
     spans = [chart.plot.viewRange()[0] for chart in rates.charts]
     assert spans[1] == pytest.approx(spans[0]) and spans[2] == pytest.approx(spans[0])
+
+
+def test_a_relation_edge_says_which_node_and_field_hold_it(window: MainWindow) -> None:
+    window.open_path(example_files()[0])
+    window.inspector.show_selection(["consumes:consumer:/:payment-service"])
+    form = window.inspector.scroll.widget()
+    from PySide6.QtWidgets import QLabel
+
+    said = " ".join(label.text() for label in form.findChildren(QLabel))
+    assert "select consumer 'payment-service' and change its Consumes from" in said

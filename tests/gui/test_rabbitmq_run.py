@@ -77,6 +77,15 @@ def test_the_topology_runs_on_rabbitmq_and_the_canvas_and_graphs_follow_its_clie
     counters = run.read_counters()
     assert counters[TOTALS_ID][0] >= 40 and counters["consumer:/:biller"][1] > 20
     # The graphs plot the run; selecting a node plots it.
+    scene.select_only(["queue:/:billing"])
+    window.messages.refresh(force=True)
+    assert "its messages are on the RabbitMQ this run uses" in window.messages.heading.text()
+    # Listening meanwhile does not wake the simulation, which waits for the run to end.
+    window.listener.port = 0
+    window.listener.toggle.trigger()
+    run_for(qasync_loop, 0.3)
+    assert window.listener.listening and not window.controller.running
+    window.listener.stop()
     scene.select_only(["consumer:/:biller"])
     assert window.rates.subject == "consumer:/:biller"
     published = counters[TOTALS_ID][0]
