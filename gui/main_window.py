@@ -133,7 +133,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.listener.status)
         self.statusBar().addPermanentWidget(self.totals_label)
         # A message longer than the bar has room for is there whole under the mouse.
-        self.statusBar().messageChanged.connect(self.statusBar().setToolTip)
+        bar = self.statusBar()
+        bar.messageChanged.connect(lambda text: bar.setToolTip(text))
 
         self.document.topology_replaced.connect(self._on_topology_replaced)
         self.document.changed.connect(self._on_document_changed)

@@ -95,14 +95,18 @@ def compact_number(value: float) -> str:
 class Chart:
     """One plot with its legend row above it."""
 
-    LEGEND_ENTRIES = 9  # three rows of three
+    LEGEND_ROWS = 3
+    LABEL_CHARS = 18  # longer names are cut short in the legend (the values under the mouse say them whole)
 
-    def __init__(self, graphics: pg.GraphicsLayoutWidget, col: int, title: str, unit: str) -> None:
+    def __init__(
+        self, graphics: pg.GraphicsLayoutWidget, col: int, title: str, unit: str, legend_columns: int = 3
+    ) -> None:
         # The unit goes in the title: a rotated axis label costs more to draw than the whole curve.
         self.graphics = graphics
         self.title = graphics.addLabel(f"{title} ({unit})", row=0, col=col, size="10pt", color=TEXT)
         self.unit = unit
-        self.legend = pg.LegendItem(labelTextSize="8pt", colCount=3)
+        self.legend = pg.LegendItem(labelTextSize="8pt", colCount=legend_columns)
+        self.legend_entries = self.LEGEND_ROWS * legend_columns
         graphics.addItem(self.legend, row=1, col=col)
         self.plot: pg.PlotItem = graphics.addPlot(row=2, col=col, axisItems={"left": CompactAxis("left")})
         self.plot.setLabel("bottom", "simulated time (s)")
@@ -130,13 +134,16 @@ class Chart:
         self.legend.clear()
         self.curves = {}
         # The legend has three rows: past what they hold, the rest are counted, not listed.
-        listed = names if len(names) <= self.LEGEND_ENTRIES else names[: self.LEGEND_ENTRIES - 1]
+        listed = names if len(names) <= self.legend_entries else names[: self.legend_entries - 1]
         for name in names:
             pen = pg.mkPen(colors[name], width=1.8) if colors and name in colors else _pen(name)
             curve = self.plot.plot([], [], pen=pen, connect="finite")
             self.curves[name] = curve
             if name in listed:
-                self.legend.addItem(curve, (labels or {}).get(name, name))
+                label = (labels or {}).get(name, name)
+                if len(label) > self.LABEL_CHARS:
+                    label = label[: self.LABEL_CHARS - 1] + "…"
+                self.legend.addItem(curve, label)
         if len(listed) < len(names):
             self.legend.addItem(pg.PlotDataItem(pen=None), f"… and {len(names) - len(listed)} more")
         # The legend resizes itself to the top left corner of the layout, over the titles:
@@ -195,9 +202,9 @@ class RatesPanel(QWidget):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.rates_chart = Chart(self.graphics, 0, "Message rates", "msg/s")
-        self.levels_chart = Chart(self.graphics, 1, "Queue depth", "messages")
-        self.latency_chart = Chart(self.graphics, 2, "End-to-end latency", "ms")
-        self.latency_chart.legend.setColumnCount(2)  # p50 and p99, side by side, each with room
+        # Queue names are long, and p50 and p99 want room: two columns each, three for the rates' short words.
+        self.levels_chart = Chart(self.graphics, 1, "Queue depth", "messages", legend_columns=2)
+        self.latency_chart = Chart(self.graphics, 2, "End-to-end latency", "ms", legend_columns=2)
         for col in range(3):
             self.graphics.ci.layout.setColumnStretchFactor(col, 1)
         self.graphics.ci.layout.setRowMaximumHeight(1, self.LEGEND_HEIGHT)
