@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .edges import EdgeLabelItem
 from .items import NodeItem
 from .legend import FlowLegend
 from .scene import TopologyScene
@@ -346,6 +347,14 @@ class CanvasView(QGraphicsView):
             if node is not None and node.on_port(scene_pos):
                 self.interaction = ConnectInteraction(self, node)
                 self.interaction.move(scene_pos)
+                return
+            label = next((i for i in self.topology_scene.items(scene_pos) if isinstance(i, EdgeLabelItem)), None)
+            if label is not None and node is None and label.edge.edge_id:
+                # A key label is drawn over the tokens: a click on it means its edge, however busy.
+                if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+                    label.edge.setSelected(not label.edge.isSelected())
+                else:
+                    self.topology_scene.select_only([label.edge.edge_id])
                 return
             token = self.topology_scene.tokens.token_at(scene_pos, reach=8.0 / max(self.zoom, 0.2))
             if token is not None and node is None:

@@ -517,3 +517,24 @@ def test_a_refused_tick_goes_back_and_says_why(window: MainWindow) -> None:
     assert not box.isChecked()
     assert "shop publishes to it" in window.inspector.problem_text("internal")
     assert window.document.topology.exchanges[0].internal is False
+
+
+def test_a_click_on_a_busy_bindings_key_selects_the_binding_not_a_token_under_it(
+    window: MainWindow, qasync_loop
+) -> None:  # type: ignore[no-untyped-def]
+    from gui.main_window import example_files
+
+    from .conftest import run_for
+
+    window.open_path(example_files()[0])  # the e-commerce example: order.* carries every order
+    window.set_speed(5.0)
+    window.controller.run()
+    run_for(qasync_loop, 1.5)
+    window.controller.pause()
+    (edge,) = [e for e in window.scene.edges if e.label == "order.*"]
+    assert edge.label_item is not None
+    at = window.view.mapFromScene(edge.label_item.sceneBoundingRect().center())
+    send_mouse(window, QEvent.Type.MouseButtonPress, at, Qt.MouseButton.LeftButton)
+    send_mouse(window, QEvent.Type.MouseButtonRelease, at, Qt.MouseButton.NoButton)
+    assert window.scene.selected_edge_ids() == [edge.edge_id]
+    assert window.inspector.title.text().startswith("Binding")
