@@ -274,6 +274,14 @@ def _declare(
             report.already_there.append(f"binding {_binding_text(b)}{maybe}")
 
 
+def _same_arguments(listed: dict[str, Any], ours: dict[str, Any]) -> bool:
+    """Binding arguments as the management API lists them against ours. It prints a decimal its
+    own way (1.5 as "1.15"), so a decimal is taken as equal: keeping a binding is the safe side."""
+    if set(listed) != set(ours):
+        return False
+    return all(isinstance(value, Decimal) or listed[key] == value for key, value in ours.items())
+
+
 def _binding_lookup(vhost: str, url: str, management: str | None) -> Callable[[dict[str, Any]], bool | None]:
     """Whether a binding exists, as the management API says (None: no API to ask)."""
     try:
@@ -290,7 +298,7 @@ def _binding_lookup(vhost: str, url: str, management: str | None) -> Callable[[d
         except (urllib.error.URLError, OSError):
             return None
         key, arguments = b.get("routing_key", ""), b.get("arguments") or {}
-        return any(x.get("routing_key") == key and (x.get("arguments") or {}) == arguments for x in listed)
+        return any(x.get("routing_key") == key and _same_arguments(x.get("arguments") or {}, arguments) for x in listed)
 
     return exists
 

@@ -249,3 +249,25 @@ def test_policies_need_a_management_api_named_for_a_broker_off_rabbitmqs_port_an
 def test_a_url_pika_cannot_use_is_refused_saying_which_and_why(bad: str, said: str) -> None:
     with pytest.raises(ValueError, match=re.escape(said)):
         deploy(topology(), bad)
+
+
+def test_a_binding_with_a_decimal_argument_that_was_there_stays(vhost: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url(vhost)))
+    channel = connection.channel()
+    channel.exchange_declare("h", "headers", durable=True)
+    channel.queue_declare("eu", durable=True)
+    channel.queue_bind("eu", "h", "", {"x-match": "all", "weight": Decimal("1.5")})
+    connection.close()
+    floats = Topology(
+        exchanges=[Exchange("h", type="headers")],
+        queues=[Queue("eu")],
+        bindings=[Binding("h", "eu", arguments={"x-match": "all", "weight": 1.5})],
+    )
+    declared = deploy(floats, url(vhost))
+    assert "binding h → eu" in declared.already_there
+    undeploy(declared, url(vhost))
+    connection = pika.BlockingConnection(pika.URLParameters(url(vhost)))
+    channel = connection.channel()
+    channel.basic_publish("h", "", b"w", pika.BasicProperties(headers={"weight": Decimal("1.5")}))
+    connection.close()
+    assert settled_messages(vhost, "eu") == 1  # still bound
