@@ -199,10 +199,18 @@ def _binding(channel: Any, b: dict[str, Any], unbind: bool) -> None:
     call(b["destination"], b["source"], b.get("routing_key", ""), b.get("arguments"))
 
 
-def deploy(topology: Topology, url: str, management: str | None = None, teardown: bool = False) -> DeployReport:
+def deploy(
+    topology: Topology,
+    url: str,
+    management: str | None = None,
+    teardown: bool = False,
+    replace_policies: bool = True,
+) -> DeployReport:
     """Declare the topology on the broker at ``url``, noting what was already there (undeploy keeps
     that as it was). When the broker refuses part of it, what had been declared is removed again
-    and DeployError says both. ``teardown`` instead removes everything the topology declares."""
+    and DeployError says both. ``teardown`` instead removes everything the topology declares.
+    Without ``replace_policies`` (a run, which should change nothing it did not bring) a policy of
+    the same name already there is left as it is, and listed as not applied."""
     import pika
 
     check_url(url)
@@ -217,7 +225,7 @@ def deploy(topology: Topology, url: str, management: str | None = None, teardown
         raise DeployError(f"{type(exc).__name__}: {str(exc) or 'no broker answered there'}") from exc
     try:
         _declare(connection, definitions, report, _binding_lookup(vhost, url, management))
-        _policies(definitions["policies"], vhost, url, management, report)
+        _policies(definitions["policies"], vhost, url, management, report, replace_policies)
     except Exception as exc:
         if connection.is_open:
             connection.close()
@@ -237,7 +245,9 @@ def _declare(
     exchanges = [x for x in definitions["exchanges"] if x["name"] and x["name"] not in BUILTIN_EXCHANGES]
     probe = _Probe(connection)
     channel = connection.channel()
-    found: set[tuple[str, str]] = set()
+    # The broker's own exchanges (amq.*, the default) are there before anything: bindings to and
+    # from them may be too.
+    found: set[tuple[str, str]] = {("exchange", name) for name in BUILTIN_EXCHANGES}
     for x in exchanges:
         there = probe.exists("exchange", x["name"])
         channel.exchange_declare(
@@ -252,6 +262,7 @@ def _declare(
         _note(report, "exchange", x["name"], there, found)
     for q in definitions["queues"]:
         there = probe.exists("queue", q["name"])
+        waiting = probe.messages
         channel.queue_declare(
             q["name"],
             durable=q.get("durable", True),
@@ -260,6 +271,9 @@ def _declare(
         )
         report.queues.append(q["name"])
         _note(report, "queue", q["name"], there, found)
+        if there and waiting:
+            # Kept afterwards, but the run's consumers will take its messages like any others.
+            report.already_there[-1] += f" (with {waiting:,} message{'s' if waiting != 1 else ''})"
     for b in definitions["bindings"]:
         ends = {("exchange", b["source"]), (b["destination_type"], b["destination"])}
         # A binding is new when one of its ends is; between two that were there, only the
@@ -318,6 +332,7 @@ class _Probe:
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.channel: Any = None
+        self.messages = 0  # in the queue last asked about
 
     def exists(self, kind: str, name: str) -> bool:
         import pika.exceptions
@@ -325,8 +340,9 @@ class _Probe:
         if self.channel is None or not self.channel.is_open:
             self.channel = self.connection.channel()
         try:
+            self.messages = 0
             if kind == "queue":
-                self.channel.queue_declare(name, passive=True)
+                self.messages = self.channel.queue_declare(name, passive=True).method.message_count
             else:
                 self.channel.exchange_declare(name, passive=True)
         except pika.exceptions.ChannelClosedByBroker as exc:
@@ -443,7 +459,12 @@ def _remove_all(definitions: dict[str, Any], vhost: str, url: str, management: s
 
 
 def _policies(
-    policies: list[dict[str, Any]], vhost: str, url: str, management: str | None, report: DeployReport
+    policies: list[dict[str, Any]],
+    vhost: str,
+    url: str,
+    management: str | None,
+    report: DeployReport,
+    replace: bool = True,
 ) -> None:
     """Put each policy through the management API, remembering the one it replaces."""
     if not policies:
@@ -464,6 +485,11 @@ def _policies(
         }
         try:
             previous = _existing_policy(base, auth, path)
+            if previous is not None and previous != body and not replace:
+                report.not_applied.append(
+                    f"policy {policy['name']}: one of that name is there with another definition; left as it is"
+                )
+                continue
             if previous != body:
                 _http(base, auth, "PUT", path, body)
         except urllib.error.HTTPError as exc:

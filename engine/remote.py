@@ -649,7 +649,7 @@ async def run_on_broker(
     remove what it declared that was not there before. Deploying is blocking pika work: it runs off the loop."""
     loop = asyncio.get_running_loop()
     run = RemoteRun(topology, url, seed=seed)  # refuses a file whose vhosts do not fit the URL, before anything
-    declared = await loop.run_in_executor(None, lambda: deploy(topology, url, management))
+    declared = await loop.run_in_executor(None, lambda: deploy(topology, url, management, replace_policies=False))
     removed = None
     try:
         await run.run_for(duration, interrupt)

@@ -174,7 +174,7 @@ class RabbitRun:
         run: RemoteRun | None = None
         try:
             run = self._starting = RemoteRun(topology, url)
-            self._deploying = self._executor.submit(deploy, topology, url, management)
+            self._deploying = self._executor.submit(deploy, topology, url, management, replace_policies=False)
             self.declared = await asyncio.wrap_future(self._deploying, loop=loop)
             await run.start()
         except asyncio.CancelledError:

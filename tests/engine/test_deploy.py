@@ -129,7 +129,7 @@ def test_undoing_a_deploy_keeps_what_was_there_before_it_and_puts_back_a_replace
     declared = deploy(topology(), url(vhost))
     assert set(declared.already_there) == {
         "exchange orders",
-        "queue payments",
+        "queue payments (with 7 messages)",
         "binding orders → payments 'order.created'",
     }
     assert sorted(declared.queues) == ["audit-log", "eu", "payments"]
@@ -271,3 +271,23 @@ def test_a_binding_with_a_decimal_argument_that_was_there_stays(vhost: str) -> N
     channel.basic_publish("h", "", b"w", pika.BasicProperties(headers={"weight": Decimal("1.5")}))
     connection.close()
     assert settled_messages(vhost, "eu") == 1  # still bound
+
+
+def test_a_run_leaves_a_policy_of_the_same_name_as_it_is_and_keeps_bindings_of_the_brokers_own_exchanges(
+    vhost: str,
+) -> None:
+    admin = RabbitAdmin()
+    quoted = admin.quote(vhost)
+    admin.set_policy(vhost, "limits", "^payments$", {"max-length": 5000}, 0, "queues")
+    admin.request("PUT", f"/queues/{quoted}/eu", {"durable": True})
+    admin.request("POST", f"/bindings/{quoted}/e/amq.topic/q/eu", {"routing_key": "eu.#"})
+    with_builtin = topology()
+    with_builtin.bindings.append(Binding("amq.topic", "eu", routing_key="eu.#"))
+    declared = deploy(with_builtin, url(vhost), replace_policies=False)
+    assert declared.not_applied == ["policy limits: one of that name is there with another definition; left as it is"]
+    assert "binding amq.topic → eu 'eu.#'" in declared.already_there
+    assert admin.request("GET", f"/policies/{quoted}/limits")["definition"] == {"max-length": 5000}
+    undeploy(declared, url(vhost))
+    assert admin.request("GET", f"/policies/{quoted}/limits")["definition"] == {"max-length": 5000}
+    bindings = {(b["source"], b["destination"]) for b in admin.request("GET", f"/bindings/{quoted}")}
+    assert ("amq.topic", "eu") in bindings

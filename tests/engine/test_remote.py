@@ -174,7 +174,7 @@ def test_a_run_keeps_what_was_on_the_broker_before_it(vhost: str) -> None:
     connection.close()
 
     run, declared, removed = asyncio.run(run_on_broker(shop(), url(vhost), 1.0))
-    assert declared.already_there == ["queue backlog"]
+    assert declared.already_there == ["queue backlog (with 4 messages)"]
     assert removed is not None and sorted(removed.queues) == ["flaky", "parked", "payments"]
     (producer,) = run.producers.values()
     assert set(queue_names(vhost)) == {"backlog"}
