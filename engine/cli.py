@@ -115,7 +115,8 @@ def _run_on_broker(topology: Topology, args: argparse.Namespace) -> int:
     else:
         after = removed.text("Removed afterwards") if removed is not None else "Left declared (--keep)."
         _print(declared.text("Declared") + "\n\n" + format_broker_report(report) + "\n" + after + "\n")
-    return 0
+    left_behind = removed is not None and any(line.startswith("could not remove") for line in removed.not_applied)
+    return 1 if left_behind else 0
 
 
 def _print(text: str) -> None:

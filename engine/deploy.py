@@ -180,11 +180,11 @@ def _definitions(topology: Topology, vhost: str) -> dict[str, Any]:
                 entity["arguments"] = amqp_table(entity["arguments"], f"{kind[:-1]} '{entity['name']}': argument")
     for b in definitions["bindings"]:
         if b.get("arguments"):
-            b["arguments"] = amqp_table(b["arguments"], f"binding {_binding_text(b)}: argument")
+            b["arguments"] = amqp_table(b["arguments"], f"binding {binding_text(b)}: argument")
     return definitions
 
 
-def _binding_text(b: dict[str, Any]) -> str:
+def binding_text(b: dict[str, Any]) -> str:
     key = f" '{b['routing_key']}'" if b.get("routing_key") else ""
     return f"{b['source']} → {b['destination']}{key}"
 
@@ -280,12 +280,12 @@ def _declare(
         # management API can tell, and without it the binding is kept afterwards, to be safe.
         bound = binding_exists(b) if ends <= found else False
         _binding(channel, b, unbind=False)
-        report.bindings.append(_binding_text(b))
+        report.bindings.append(binding_text(b))
         if bound is False:
             report.undo.append(("binding", b))
         else:
             maybe = "" if bound else " (perhaps: no management API to tell)"
-            report.already_there.append(f"binding {_binding_text(b)}{maybe}")
+            report.already_there.append(f"binding {binding_text(b)}{maybe}")
 
 
 def _same_arguments(listed: dict[str, Any], ours: dict[str, Any]) -> bool:
@@ -388,7 +388,7 @@ def undeploy(declared: DeployReport, url: str, management: str | None = None) ->
             try:
                 if kind == "binding":
                     _binding(channel, what, unbind=True)
-                    report.bindings.append(_binding_text(what))
+                    report.bindings.append(binding_text(what))
                 elif kind == "queue":
                     channel.queue_delete(what)
                     report.queues.append(what)
@@ -396,7 +396,7 @@ def undeploy(declared: DeployReport, url: str, management: str | None = None) ->
                     channel.exchange_delete(what)
                     report.exchanges.append(what)
             except pika.exceptions.ChannelClosedByBroker as exc:
-                name = _binding_text(what) if kind == "binding" else what
+                name = binding_text(what) if kind == "binding" else what
                 report.not_applied.append(f"{kind} {name} not removed: {exc.reply_text}")
     finally:
         if connection.is_open:
@@ -411,7 +411,7 @@ def _roll_back(report: DeployReport, url: str, management: str | None) -> str:
     try:
         undone = undeploy(report, url, management)
     except Exception as exc:  # noqa: BLE001 - the broker went away too: say what may be left
-        left = ", ".join(f"{kind} {what if kind != 'binding' else _binding_text(what)}" for kind, what in report.undo)
+        left = ", ".join(f"{kind} {what if kind != 'binding' else binding_text(what)}" for kind, what in report.undo)
         return f"removing what had been declared failed too ({type(exc).__name__}: {exc}); left there: {left}"
     removed = [f"exchange {n}" for n in undone.exchanges] + [f"queue {n}" for n in undone.queues]
     removed += [f"policy {n}" for n in undone.policies]
@@ -429,7 +429,7 @@ def _remove_all(definitions: dict[str, Any], vhost: str, url: str, management: s
         channel = connection.channel()
         for b in definitions["bindings"]:
             _binding(channel, b, unbind=True)
-            report.bindings.append(_binding_text(b))
+            report.bindings.append(binding_text(b))
         for q in definitions["queues"]:
             channel.queue_delete(q["name"])
             report.queues.append(q["name"])

@@ -183,6 +183,9 @@ class RabbitRun:
                 await self._abandon(run)
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the broker or the network said, shown as said
+            if run is not None:
+                for client in run.clients:  # those that did connect go, before anything is removed
+                    client.close()
             self.state = "idle"
             why = str(exc) or type(exc).__name__
             self._show_state("")

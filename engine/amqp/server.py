@@ -47,6 +47,10 @@ MEMORY_CHECK_EVERY = 0.25  # seconds
 MESSAGE_OVERHEAD = 250  # bytes the engine keeps for each queued message besides its body (benchmarked: 232)
 
 
+def _size(count: int) -> str:
+    return f"{count / 1e6:,.1f} MB" if count >= 100_000 else f"{count:,} bytes"
+
+
 def default_memory_watermark() -> int:
     """0.4 of the machine's memory, RabbitMQ's default vm_memory_high_watermark (2 GB when unknown)."""
     try:
@@ -88,7 +92,9 @@ class AmqpServer:
         self.close_timeout = close_timeout
         # Queued messages (bodies and what the engine keeps of each) past this block publishers,
         # as RabbitMQ's memory alarm does; by default 0.4 of the machine's memory, as RabbitMQ's.
-        self.memory_high_watermark = memory_high_watermark or default_memory_watermark()
+        self.memory_high_watermark = (
+            default_memory_watermark() if memory_high_watermark is None else memory_high_watermark
+        )
         self.memory_alarm = False
         self._alarm_check: asyncio.TimerHandle | None = None
         self.on_activity = on_activity
@@ -167,19 +173,19 @@ class AmqpServer:
 
     def _check_memory(self) -> None:
         queued = self.queued_bytes()
-        if queued > self.memory_high_watermark and not self.memory_alarm:
+        over = queued > self.memory_high_watermark or self.memory_high_watermark == 0
+        if over and not self.memory_alarm:
             self.memory_alarm = True
             log.warning(
-                "memory alarm: %.0f MB queued, over the high watermark of %.0f MB: publishers are blocked",
-                queued / 1e6,
-                self.memory_high_watermark / 1e6,
+                "memory alarm: %s queued, over the high watermark of %s: publishers are blocked",
+                _size(queued),
+                _size(self.memory_high_watermark),
             )
-            for connection in self.connections:
-                if connection.published_count:
-                    connection.block()
-        elif queued <= self.memory_high_watermark and self.memory_alarm:
+            # As RabbitMQ's: a connection is blocked when it next publishes, not before (one that
+            # published once and now only consumes goes on consuming).
+        elif not over and self.memory_alarm:
             self.memory_alarm = False
-            log.warning("memory alarm cleared: %.0f MB queued; publishers go on", queued / 1e6)
+            log.warning("memory alarm cleared: %s queued; publishers go on", _size(queued))
             for connection in self.connections:
                 connection.unblock()
         self._alarm_check = asyncio.get_running_loop().call_later(MEMORY_CHECK_EVERY, self._check_memory_safely)

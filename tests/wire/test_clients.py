@@ -182,17 +182,25 @@ def test_past_the_memory_watermark_publishers_are_blocked_and_told_while_consume
         body = b"x" * 10_000
         for _ in range(300):  # 3 MB
             channel.basic_publish("", "burst", body)
+        server = thread.served.server
         deadline = time.monotonic() + 10
+        while not server.memory_alarm:
+            assert time.monotonic() < deadline, "no alarm"
+            publisher.process_data_events(0.05)
+        # It published before the alarm: as long as it only consumes, it goes on.
+        method, _, _ = channel.basic_get("burst", auto_ack=True)
+        assert method is not None and not told
+        # The publisher is blocked when it publishes during the alarm, and told so.
+        channel.basic_publish("", "burst", b"during")
         while "blocked" not in told:
             assert time.monotonic() < deadline, "never told it was blocked"
             publisher.process_data_events(0.1)
-        server = thread.served.server
-        assert server.memory_alarm
         # Blocked, what it sends waits: the queue does not grow.
+        before = thread.call(lambda: thread.served.broker.vhosts["/"].queues["burst"].depth)  # type: ignore[union-attr]
         channel.basic_publish("", "burst", b"waiting")
         publisher.process_data_events(0.5)
         depth = thread.call(lambda: thread.served.broker.vhosts["/"].queues["burst"].depth)  # type: ignore[union-attr]
-        assert depth == 300
+        assert depth == before
         # A consumer on another connection takes messages as ever; below the watermark, the alarm clears.
         consumer = pika.BlockingConnection(pika.ConnectionParameters(host, port, credentials=credentials))
         taken = 0
