@@ -24,6 +24,7 @@ FADE_SECONDS = 6.0
 # Client-declared exchanges and queues drawn at most (besides those clients publish to or consume
 # from): a client that declares thousands would otherwise cost the canvas seconds per redraw.
 MAX_DECLARED_DRAWN = 40
+MAX_USED_DRAWN = 100
 
 
 @dataclass
@@ -149,12 +150,17 @@ def live_overlay(
 def _add_declared(overlay: LiveOverlay, document: Topology, broker: Broker, used: set[str]) -> None:
     shown = overlay.topology
     in_document = set(document.node_ids())
-    drawn = 0
+    drawn = drawn_used = 0
 
     def room_for(nid: str) -> bool:
-        nonlocal drawn
-        if nid in used or drawn < MAX_DECLARED_DRAWN:
-            drawn += nid not in used
+        # Those clients use first, to a bound of their own: a client consuming from a thousand
+        # queues draws a hundred of them.
+        nonlocal drawn, drawn_used
+        if nid in used and drawn_used < MAX_USED_DRAWN:
+            drawn_used += 1
+            return True
+        if nid not in used and drawn < MAX_DECLARED_DRAWN:
+            drawn += 1
             return True
         overlay.not_drawn += 1
         return False

@@ -346,6 +346,8 @@ class MainWindow(QMainWindow):
         return True
 
     def _connection_verdict(self, source: str, target: str) -> list[str] | str:
+        if self.listener.is_live(source) or self.listener.is_live(target):
+            return "what real clients brought (LIVE) is the broker's, not the document's: it cannot be connected"
         try:
             return relations_between(self.document.topology, source, target)
         except EditRefused as exc:

@@ -39,10 +39,10 @@ DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 
 
 def storable_url(url: str) -> str:
-    """The URL as the settings keep it: without its password, unless that is RabbitMQ's default
-    guest (which only works from this machine anyway)."""
+    """A broker's (or its management API's) URL as the settings keep it: without its password,
+    unless that is RabbitMQ's default guest (which only works from this machine anyway)."""
     parsed = urllib.parse.urlparse(url)
-    if parsed.password is None or parsed.password == "guest":
+    if parsed.password is None or parsed.password == "guest" or "@" not in parsed.netloc:
         return url
     host = parsed.netloc.rsplit("@", 1)[1]
     return parsed._replace(netloc=f"{parsed.username}@{host}").geturl()
@@ -151,7 +151,7 @@ class RabbitRun:
         self.remove_after = dialog.remove_after.isChecked()
         settings = self.window.settings
         settings.setValue("rabbitmq_url", storable_url(self.url))
-        settings.setValue("rabbitmq_management", self.management)
+        settings.setValue("rabbitmq_management", storable_url(self.management))
         settings.setValue("rabbitmq_remove_after", self.remove_after)
         self.start()
 

@@ -150,6 +150,10 @@ def test_a_pika_client_appears_as_producer_and_consumer_with_its_queue_and_fades
         window.edits.duplicate_selection()
         assert not window.document.dirty and "edits leave it alone" in window.statusBar().currentMessage()
         assert producer in scene.nodes and "queue:/:invoices" in scene.nodes
+        # Nor can a binding be drawn to or from it: it would put into the document what is not in it.
+        verdict = window._connection_verdict("exchange:/:orders", "queue:/:invoices")
+        assert isinstance(verdict, str) and "cannot be connected" in verdict
+        assert isinstance(window._connection_verdict("queue:/:billing", consumer), str)
         # A document node may not take a connected client's name: it would be drawn as the client.
         taken = lambda topology: rename_node(topology, "producer:/:storefront", "checkout-service")  # noqa: E731
         assert not window.apply_edit("Rename", taken)

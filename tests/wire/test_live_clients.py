@@ -195,3 +195,20 @@ def test_a_client_that_declares_hundreds_of_queues_has_a_bounded_drawing_with_th
         assert sum(1 for b in shown.topology.bindings if b.source == "orders") == MAX_DECLARED_DRAWN + 2
     finally:
         connection.close()
+
+
+def test_the_queues_clients_consume_from_are_drawn_first_and_bounded_too(served: BrokerThread) -> None:
+    from engine.live import MAX_USED_DRAWN
+
+    connection = connect(served, "greedy")
+    try:
+        channel = connection.channel()
+        many = MAX_USED_DRAWN + 30
+        for i in range(many):
+            channel.queue_declare(f"used-{i}")
+            channel.basic_consume(f"used-{i}", lambda *args: None, auto_ack=True)
+        wait_until(lambda: overlay(served).not_drawn == many - MAX_USED_DRAWN)
+        drawn = {q.name for q in overlay(served).topology.queues} - {"billing"}
+        assert len(drawn) == MAX_USED_DRAWN and drawn <= {f"used-{i}" for i in range(many)}
+    finally:
+        connection.close()
