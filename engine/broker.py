@@ -683,6 +683,9 @@ class Broker:
         if properties is not None:
             if "expiration" in properties:
                 check_expiration(properties["expiration"])
+            mode = properties.get("delivery_mode")
+            if mode is not None and mode not in (1, 2):
+                raise errors.precondition_failed(f"invalid message: {{delivery_mode_unknown,{mode}}}")
             headers = properties.get("headers")
             if headers and ("CC" in headers or "BCC" in headers):
                 routing_keys = [routing_key, *_key_list(headers.get("CC")), *_key_list(headers.get("BCC"))]
