@@ -63,6 +63,14 @@ class DeployReport:
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "undo"}
 
+    def undo_text(self) -> str:
+        """What undeploy would remove, one item after another."""
+        return ", ".join(_step_text(kind, what) for kind, what in self.undo)
+
+
+def _step_text(kind: str, what: Any) -> str:
+    return f"{kind} {binding_text(what) if kind == 'binding' else what}"
+
 
 def without_password(url: str) -> str:
     parsed = urllib.parse.urlparse(url)
@@ -99,12 +107,12 @@ def check_url(url: str) -> None:
     """Refuse, saying which URL and why, what pika could not connect with."""
     import pika
 
-    scheme = urllib.parse.urlparse(url).scheme
-    if scheme not in ("amqp", "amqps"):
-        raise ValueError(
-            f"'{scheme or url}' is not an AMQP URL: it starts amqp:// or amqps://, as amqp://guest:guest@localhost:5672/%2F"
-        )
     parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("amqp", "amqps"):
+        raise ValueError(
+            f"'{parsed.scheme or url}' is not an AMQP URL: it starts amqp:// or amqps://, "
+            "as amqp://guest:guest@localhost:5672/%2F"
+        )
     if parsed.username is not None and parsed.password is None:
         raise ValueError(f"{url}: user '{parsed.username}' without a password (amqp://USER:PASSWORD@HOST...)")
     try:
@@ -365,9 +373,8 @@ def undeploy(declared: DeployReport, url: str, management: str | None = None) ->
     policy_steps = [step for step in steps if step[0] == "policy"]
     if policy_steps:
         base, auth = _management_base(url, management)  # it put them there: it is known
-        quoted = urllib.parse.quote(declared.vhost, safe="")
         for _, (name, previous) in policy_steps:
-            path = f"/api/policies/{quoted}/{urllib.parse.quote(name, safe='')}"
+            path = _policy_path(declared.vhost, name)
             try:
                 if previous is None:
                     _http(base, auth, "DELETE", path)
@@ -396,8 +403,7 @@ def undeploy(declared: DeployReport, url: str, management: str | None = None) ->
                     channel.exchange_delete(what)
                     report.exchanges.append(what)
             except pika.exceptions.ChannelClosedByBroker as exc:
-                name = binding_text(what) if kind == "binding" else what
-                report.not_applied.append(f"{kind} {name} not removed: {exc.reply_text}")
+                report.not_applied.append(f"{_step_text(kind, what)} not removed: {exc.reply_text}")
     finally:
         if connection.is_open:
             connection.close()
@@ -411,7 +417,7 @@ def _roll_back(report: DeployReport, url: str, management: str | None) -> str:
     try:
         undone = undeploy(report, url, management)
     except Exception as exc:  # noqa: BLE001 - the broker went away too: say what may be left
-        left = ", ".join(f"{kind} {what if kind != 'binding' else binding_text(what)}" for kind, what in report.undo)
+        left = report.undo_text()
         return f"removing what had been declared failed too ({type(exc).__name__}: {exc}); left there: {left}"
     removed = [f"exchange {n}" for n in undone.exchanges] + [f"queue {n}" for n in undone.queues]
     removed += [f"policy {n}" for n in undone.policies]
@@ -444,17 +450,12 @@ def _remove_all(definitions: dict[str, Any], vhost: str, url: str, management: s
     except NoManagementAPI as exc:
         report.not_applied += [f"policy {policy['name']}: {exc}" for policy in definitions["policies"]]
         return report
-    quoted = urllib.parse.quote(vhost, safe="")
     for policy in definitions["policies"]:
         try:
-            _http(base, auth, "DELETE", f"/api/policies/{quoted}/{urllib.parse.quote(policy['name'], safe='')}")
+            _http(base, auth, "DELETE", _policy_path(vhost, policy["name"]))
             report.policies.append(policy["name"])
-        except urllib.error.HTTPError as exc:
-            report.not_applied.append(f"policy {policy['name']}: the management API answered {exc.code} {exc.reason}")
-        except (urllib.error.URLError, OSError) as exc:
-            report.not_applied.append(
-                f"policy {policy['name']}: no management API at {base} ({getattr(exc, 'reason', exc)})"
-            )
+        except OSError as exc:
+            report.not_applied.append(_policy_trouble(policy["name"], exc, base))
     return report
 
 
@@ -474,9 +475,8 @@ def _policies(
     except NoManagementAPI as exc:
         report.not_applied += [f"policy {policy['name']}: {exc}" for policy in policies]
         return
-    quoted = urllib.parse.quote(vhost, safe="")
     for policy in policies:
-        path = f"/api/policies/{quoted}/{urllib.parse.quote(policy['name'], safe='')}"
+        path = _policy_path(vhost, policy["name"])
         body = {
             "pattern": policy["pattern"],
             "definition": policy.get("definition", {}),
@@ -492,18 +492,25 @@ def _policies(
                 continue
             if previous != body:
                 _http(base, auth, "PUT", path, body)
-        except urllib.error.HTTPError as exc:
-            report.not_applied.append(f"policy {policy['name']}: the management API answered {exc.code} {exc.reason}")
-            continue
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            report.not_applied.append(f"policy {policy['name']}: no management API at {base} ({reason})")
+        except OSError as exc:
+            report.not_applied.append(_policy_trouble(policy["name"], exc, base))
             continue
         report.policies.append(policy["name"])
         if previous == body:
             report.already_there.append(f"policy {policy['name']}")
         else:
             report.undo.append(("policy", (policy["name"], previous)))
+
+
+def _policy_path(vhost: str, name: str) -> str:
+    return f"/api/policies/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(name, safe='')}"
+
+
+def _policy_trouble(name: str, exc: OSError, base: str) -> str:
+    """Why a policy could not be put or removed: what the management API answered, or that none did."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"policy {name}: the management API answered {exc.code} {exc.reason}"
+    return f"policy {name}: no management API at {base} ({getattr(exc, 'reason', exc)})"
 
 
 def _existing_policy(base: str, auth: str, path: str) -> dict[str, Any] | None:

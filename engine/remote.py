@@ -25,7 +25,7 @@ import pika
 from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.channel import Channel as PikaChannel
 
-from .deploy import DeployReport, amqp_table, binding_text, check_url, deploy, source_vhost, undeploy, vhost_of
+from .deploy import DeployReport, amqp_table, check_url, deploy, source_vhost, undeploy, vhost_of
 from .metrics import CounterHistory, FlowLog, LatencyRecorder
 from .model import Consumer, Producer, Topology, node_id, split_node_id
 from .sim import TOTALS_ID, KeyTemplate, _stable_seed
@@ -659,9 +659,8 @@ async def run_on_broker(
                 removed = await loop.run_in_executor(None, lambda: undeploy(declared, url, management))
             except Exception as exc:  # noqa: BLE001 - the broker went away: say what is left there
                 removed = DeployReport(declared.vhost)
-                left = ", ".join(
-                    f"{kind} {what if kind != 'binding' else binding_text(what)}" for kind, what in declared.undo
-                )
                 why = f"{type(exc).__name__}: {str(exc) or 'no broker answered there'}"
-                removed.not_applied.append(f"could not remove what the run declared ({why}); left there: {left}")
+                removed.not_applied.append(
+                    f"could not remove what the run declared ({why}); left there: {declared.undo_text()}"
+                )
     return run, declared, removed
