@@ -16,6 +16,8 @@ from typing import Any
 
 import networkx as nx
 
+from .broker import Policy as BrokerPolicy
+from .broker import applicable_policy
 from .layout import topology_graph
 from .model import BUILTIN_EXCHANGES, Binding, Exchange, Queue, Topology, expand_template, node_id
 from .routing import headers_match, split_topic
@@ -264,17 +266,13 @@ def _dead_letter_cycles(topology: Topology) -> list[Problem]:
 
 
 def _policy_of(topology: Topology, queue: Queue) -> dict[str, Any]:
-    """The definition of the policy that applies to a queue (the highest priority that matches)."""
-    matching = [
-        p
-        for p in topology.policies
-        if p.vhost == queue.vhost and p.apply_to != "exchanges" and _matches(p.pattern, queue.name)
-    ]
-    return max(matching, key=lambda p: p.priority).definition if matching else {}
-
-
-def _matches(pattern: str, name: str) -> bool:
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return False
+    """The definition of the policy the broker would apply to a queue (empty: none)."""
+    rules = []
+    for p in topology.policies:
+        if p.vhost == queue.vhost:
+            try:
+                rules.append(BrokerPolicy(p.vhost, p.name, p.pattern, p.definition, p.priority, p.apply_to))
+            except re.error:
+                continue  # said elsewhere: a pattern the broker refuses applies to nothing
+    applied = applicable_policy(rules, "queue", queue.name, queue.queue_type)
+    return applied.definition if applied is not None else {}

@@ -132,6 +132,15 @@ _NESTED_REPETITION = re.compile(
 )
 
 
+def applicable_policy(policies: Iterable[Policy], kind: str, name: str, queue_type: str = "classic") -> Policy | None:
+    """The policy RabbitMQ applies to an exchange or queue: the highest priority of those that match."""
+    best: Policy | None = None
+    for policy in policies:
+        if policy.applies_to(kind, name, queue_type) and (best is None or policy.priority > best.priority):
+            best = policy
+    return best
+
+
 def check_policy(pattern: str, definition: dict[str, Any]) -> None:
     """Refuse (406) a policy the engine cannot apply: a bad pattern or a bad value."""
     if _NESTED_REPETITION.search(pattern):
@@ -615,11 +624,7 @@ class Broker:
         self._apply_policies(host)
 
     def _policy_for(self, host: VirtualHost, kind: str, name: str, queue_type: str = "classic") -> Policy | None:
-        best: Policy | None = None
-        for policy in host.policies.values():
-            if policy.applies_to(kind, name, queue_type) and (best is None or policy.priority > best.priority):
-                best = policy
-        return best
+        return applicable_policy(host.policies.values(), kind, name, queue_type)
 
     def _apply_policies(self, host: VirtualHost) -> None:
         for exchange in host.exchanges.values():
