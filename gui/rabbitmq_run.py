@@ -220,11 +220,7 @@ class RabbitRun:
             except Exception:  # noqa: BLE001 - it failed: it removed what it had declared itself
                 declared = None
         if declared is not None and self.remove_after:
-            url, management = self.url, self.management or None
-            try:
-                await asyncio.get_running_loop().run_in_executor(None, lambda: undeploy(declared, url, management))
-            except Exception as exc:  # noqa: BLE001
-                log.warning("removing the topology from %s failed: %s", without_password(url), exc)
+            await asyncio.get_running_loop().run_in_executor(None, lambda: self._remove_now(declared))
         self.declared = None
         self.state = "idle"
         self._show_state("")
@@ -242,12 +238,16 @@ class RabbitRun:
             except Exception:  # noqa: BLE001
                 declared = None
         if declared is not None and self.remove_after:
-            try:
-                undeploy(declared, self.url, self.management or None)
-            except Exception as exc:  # noqa: BLE001 - the window is closing: say it, do not stop it
-                log.warning("removing the topology from %s failed: %s", without_password(self.url), exc)
+            self._remove_now(declared)
         self.declared = None
         self.state = "idle"
+
+    def _remove_now(self, declared: DeployReport) -> None:
+        """Undo what a run declared, blocking; a failure is logged, not raised (nobody is left to tell)."""
+        try:
+            undeploy(declared, self.url, self.management or None)
+        except Exception as exc:  # noqa: BLE001 - the window is closing, or the start was cut short
+            log.warning("removing the topology from %s failed: %s", without_password(self.url), exc)
 
     def stop(self) -> None:
         if self.state == "starting" and self._task is not None:
@@ -301,10 +301,7 @@ class RabbitRun:
             client.close()
         self.run = None
         if self.remove_after and declared is not None:
-            try:
-                undeploy(declared, self.url, self.management or None)
-            except Exception as exc:  # noqa: BLE001 - the window is closing: say it, do not stop it
-                log.warning("removing the topology from %s failed: %s", without_password(self.url), exc)
+            self._remove_now(declared)
 
     # -- what the window shows ------------------------------------------------------------------------
 
