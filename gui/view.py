@@ -195,6 +195,7 @@ class CanvasView(QGraphicsView):
     MIN_ZOOM, MAX_ZOOM = 0.2, 3.0
     FIT_PADDING = 24.0
     READABLE_ZOOM = 0.55  # below this, node text is too small to read
+    FIT_MAX_ZOOM = 1.15  # a fit never enlarges a small topology past this
     EMPTY_HINT = (
         "This topology is empty.\n"
         "Drag producers, exchanges, queues and consumers here from the palette,\n"
@@ -281,8 +282,8 @@ class CanvasView(QGraphicsView):
         if not scene_rect.contains(rect):
             self.topology_scene.setSceneRect(scene_rect.united(rect))
         self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
-        if self.zoom > 1.15:
-            self.scale(1.15 / self.zoom, 1.15 / self.zoom)
+        if self.zoom > self.FIT_MAX_ZOOM:
+            self.scale(self.FIT_MAX_ZOOM / self.zoom, self.FIT_MAX_ZOOM / self.zoom)
         if readable and self.zoom < self.READABLE_ZOOM:
             self.scale(self.READABLE_ZOOM / self.zoom, self.READABLE_ZOOM / self.zoom)
             # Too wide to show whole: show where the messages start, the left edge, mid-height.
@@ -307,8 +308,8 @@ class CanvasView(QGraphicsView):
         if best < self.READABLE_ZOOM <= plain:
             return rect
         if beside >= below:
-            return rect.adjusted(0, 0, band_w / min(beside, 1.15), 0)
-        return rect.adjusted(0, -band_h / min(below, 1.15), 0, 0)
+            return rect.adjusted(0, 0, band_w / min(beside, self.FIT_MAX_ZOOM), 0)
+        return rect.adjusted(0, -band_h / min(below, self.FIT_MAX_ZOOM), 0, 0)
 
     def _forget_fit(self, *_: object) -> None:
         self._fitted = None
